@@ -1,0 +1,44 @@
+# One command per chore; CI runs exactly what developers run (.ci/run -> make test).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: install demo test lint format bench worker flower migrate clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,s3,embedded]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install crackq with its test tools
+
+demo: install  ## the main job: train a first model, classify held-out photos through the queue
+	$(VENV)/bin/crackq demo $(DEMO_ARGS)
+
+test: install lint  ## lint, type-check and run every test against the local Redis and PostgreSQL
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff format --check worker models db migrations tests benchmarks
+	$(VENV)/bin/ruff check worker models db migrations tests benchmarks
+	$(VENV)/bin/mypy worker models db
+
+format: install
+	$(VENV)/bin/ruff format worker models db migrations tests benchmarks
+	$(VENV)/bin/ruff check --fix worker models db migrations tests benchmarks
+
+bench: install  ## throughput benchmarks; JSON lines on stdout
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+worker: install
+	$(VENV)/bin/crackq worker -Q inference
+
+flower: install
+	$(VENV)/bin/crackq flower
+
+migrate: install
+	$(VENV)/bin/crackq migrate
+
+clean:
+	rm -rf $(VENV) .crackq .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Persistence for crackq: SQLAlchemy tables, sessions and queries (no Celery, no torch)."""

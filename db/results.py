@@ -1,0 +1,122 @@
+"""Queries on the results table: bulk idempotent writes and reporting reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from db.tables import Result
+
+# Columns a final outcome may set; anything else in a row dict is ignored.
+OUTCOME_COLUMNS = (
+    "image_ref",
+    "batch_id",
+    "status",
+    "label",
+    "confidence",
+    "crack_probability",
+    "model_version",
+    "error_code",
+    "error_message",
+    "decode_ms",
+    "inference_ms",
+    "batch_size",
+    "worker_host",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+)
+
+
+def insert_queued(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert `queued` rows, skipping request ids that exist; returns the ids inserted."""
+    if not rows:
+        return set()
+    stmt = (
+        insert(Result)
+        .values([{**r, "status": "queued"} for r in rows])
+        .on_conflict_do_nothing(index_elements=[Result.request_id])
+        .returning(Result.request_id)
+    )
+    return set(session.scalars(stmt))
+
+
+def write_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Upsert final outcomes in one statement; the first final outcome of an id wins.
+
+    A request id that is already `succeeded` or `failed` keeps its row untouched, so a
+    redelivered message can never change or duplicate a stored result.
+    """
+    if not rows:
+        return 0
+    values = [{k: r.get(k) for k in ("request_id", *OUTCOME_COLUMNS)} for r in rows]
+    stmt = insert(Result).values(values)
+    update: dict[str, Any] = {c: stmt.excluded[c] for c in OUTCOME_COLUMNS if c != "submitted_at"}
+    update["submitted_at"] = func.coalesce(Result.submitted_at, stmt.excluded.submitted_at)
+    update["updated_at"] = func.now()
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Result.request_id],
+        set_=update,
+        where=Result.status == "queued",
+    )
+    result = session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def finished_ids(session: Session, request_ids: Iterable[str]) -> set[str]:
+    """The ids among `request_ids` that already have a final outcome."""
+    ids = list(set(request_ids))
+    if not ids:
+        return set()
+    stmt = select(Result.request_id).where(Result.request_id.in_(ids), Result.status != "queued")
+    return set(session.scalars(stmt))
+
+
+def status_counts(session: Session, request_ids: Sequence[str]) -> dict[str, int]:
+    """How many of `request_ids` are in each status."""
+    counts: dict[str, int] = {}
+    for chunk_start in range(0, len(request_ids), 10_000):
+        chunk = request_ids[chunk_start : chunk_start + 10_000]
+        stmt = (
+            select(Result.status, func.count())
+            .where(Result.request_id.in_(chunk))
+            .group_by(Result.status)
+        )
+        for status, n in session.execute(stmt):
+            counts[status] = counts.get(status, 0) + int(n)
+    return counts
+
+
+def query_results(
+    session: Session,
+    *,
+    request_ids: Sequence[str] | None = None,
+    batch_id: str | None = None,
+    status: str | None = None,
+    label: str | None = None,
+    model_version: str | None = None,
+    since: dt.datetime | None = None,
+    limit: int | None = 100,
+) -> list[Result]:
+    """Results matching every given filter, newest first."""
+    stmt = select(Result).order_by(Result.created_at.desc(), Result.id.desc())
+    if request_ids is not None:
+        stmt = stmt.where(Result.request_id.in_(list(request_ids)))
+    if batch_id is not None:
+        stmt = stmt.where(Result.batch_id == batch_id)
+    if status is not None:
+        stmt = stmt.where(Result.status == status)
+    if label is not None:
+        stmt = stmt.where(Result.label == label)
+    if model_version is not None:
+        stmt = stmt.where(Result.model_version == model_version)
+    if since is not None:
+        stmt = stmt.where(Result.created_at >= since)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))

@@ -1,0 +1,79 @@
+"""Training runs and operator labels: create, update progress, request cancel, read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from db.tables import Label, Result, TrainingRun
+
+
+class RunNotFound(LookupError):
+    """No training run with that id."""
+
+
+def create_run(
+    session: Session, run_id: str, config: dict[str, Any], sources: dict[str, Any]
+) -> TrainingRun:
+    run = TrainingRun(run_id=run_id, config=config, sources=sources, status="queued")
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: str) -> TrainingRun:
+    run = session.scalar(select(TrainingRun).where(TrainingRun.run_id == run_id))
+    if run is None:
+        raise RunNotFound(f"no training run {run_id!r}")
+    return run
+
+
+def list_runs(session: Session, limit: int = 20) -> Sequence[TrainingRun]:
+    return session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)).all()
+
+
+def update_run(session: Session, run_id: str, **fields: Any) -> None:
+    """Set fields on a run; `started_at`/`finished_at` = True means the database's now()."""
+    for key in ("started_at", "finished_at"):
+        if fields.get(key) is True:
+            fields[key] = func.now()
+    session.execute(update(TrainingRun).where(TrainingRun.run_id == run_id).values(**fields))
+
+
+def request_cancel(session: Session, run_id: str) -> TrainingRun:
+    run = get_run(session, run_id)
+    run.cancel_requested = True
+    session.flush()
+    return run
+
+
+def cancel_requested(session: Session, run_id: str) -> bool:
+    return bool(
+        session.scalar(select(TrainingRun.cancel_requested).where(TrainingRun.run_id == run_id))
+    )
+
+
+def set_label(session: Session, request_id: str, label: str, labelled_by: str) -> None:
+    """Attach (or replace) an operator's label on a stored result."""
+    if session.scalar(select(Result.id).where(Result.request_id == request_id)) is None:
+        raise LookupError(f"no result with request id {request_id!r}")
+    stmt = insert(Label).values(request_id=request_id, label=label, labelled_by=labelled_by)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Label.request_id],
+        set_={
+            "label": stmt.excluded.label,
+            "labelled_by": stmt.excluded.labelled_by,
+            "labelled_at": func.now(),
+        },
+    )
+    session.execute(stmt)
+
+
+def labelled_refs(session: Session) -> list[tuple[str, str]]:
+    """(image_ref, label) for every labelled result."""
+    stmt = select(Result.image_ref, Label.label).join(Label, Label.request_id == Result.request_id)
+    return [(ref, label) for ref, label in session.execute(stmt)]

@@ -1,0 +1,1 @@
+"""crackq's ML model: ResNet50 crack classifier, transforms, training, checkpoints."""

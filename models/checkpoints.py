@@ -1,0 +1,105 @@
+"""Checkpoints: state_dict plus metadata, written atomically, verified before loading."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.classifier import ARCHITECTURE, CLASSES, build_model
+
+FORMAT = "crackq-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, tampered with, or not a crackq checkpoint."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: Path, model: nn.Module, **metadata: Any) -> str:
+    """Write model weights and JSON-like metadata atomically; returns the file's sha256.
+
+    The file appears under its final name only once fully written and fsynced, and a
+    `<name>.sha256` sidecar lets a checkpoint given by path be verified without the registry.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "architecture": ARCHITECTURE,
+        "classes": list(CLASSES),
+        "state_dict": state,
+        **metadata,
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    digest = sha256_file(path)
+    _write_atomic(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
+    return digest
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def expected_sha256(path: Path) -> str | None:
+    """The checksum recorded in a checkpoint's `.sha256` sidecar, if there is one."""
+    sidecar = Path(path).with_name(Path(path).name + ".sha256")
+    if not sidecar.is_file():
+        return None
+    return sidecar.read_text().split()[0].strip().lower()
+
+
+def load_checkpoint(path: Path, sha256: str | None) -> dict[str, Any]:
+    """Verify the file's sha256 (refusing any mismatch), then load it with weights_only=True."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if sha256 is None:
+        raise CheckpointError(f"checkpoint {path} has no known sha256; refusing to load it")
+    actual = sha256_file(path)
+    if actual != sha256.lower():
+        raise CheckpointError(
+            f"checkpoint {path} has sha256 {actual}, expected {sha256}: "
+            "the file was changed or corrupted; refusing to load it"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a crackq checkpoint ({FORMAT})")
+    if payload.get("architecture") != ARCHITECTURE:
+        raise CheckpointError(f"{path} holds {payload.get('architecture')!r}, not {ARCHITECTURE}")
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> nn.Module:
+    """A ResNet50 with the checkpoint's weights loaded (strict)."""
+    model = build_model(num_classes=len(payload.get("classes", CLASSES)))
+    model.load_state_dict(payload["state_dict"], strict=True)
+    return model

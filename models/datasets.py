@@ -1,0 +1,280 @@
+"""Labelled image samples: folder and manifest sources, grouped splits, a skip-bad Dataset."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from models.classifier import CLASSES
+from models.transforms import INPUT_SIZE, EvalPreset
+
+log = logging.getLogger(__name__)
+
+Sample = tuple[str, int]  # (path, label); label 1 = crack, index into CLASSES
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+FOLDER_LABELS = {"positive": 1, "crack": 1, "negative": 0, "no_crack": 0}
+MANIFEST_LABELS = {"crack": 1, "positive": 1, "1": 1, "no_crack": 0, "negative": 0, "0": 0}
+GROUP_SIZE = 200  # ozgenel: neighbouring crack patch numbers come from one photo
+
+
+class DatasetError(ValueError):
+    """A dataset source that cannot be used, with a message saying why."""
+
+
+class Split(NamedTuple):
+    train: list[Sample]
+    val: list[Sample]
+
+
+def from_folder(root: Path | str) -> list[Sample]:
+    """Images under `root/Positive|crack` (label 1) and `root/Negative|no_crack` (label 0).
+
+    Folder names match case-insensitively; images may sit in nested sub-folders.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
+    found: dict[int, list[Path]] = defaultdict(list)
+    dirs = [d for d in root.iterdir() if d.is_dir() and d.name.lower() in FOLDER_LABELS]
+    if not dirs:
+        raise DatasetError(
+            f"{root} has no class folders: expected sub-folders Positive/Negative "
+            f"or crack/no_crack, found {sorted(d.name for d in root.iterdir())[:10]}"
+        )
+    for d in dirs:
+        found[FOLDER_LABELS[d.name.lower()]].extend(
+            p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+    for label, name in enumerate(CLASSES):
+        if not found[label]:
+            raise DatasetError(f"{root}: class {name!r} has no images ({_folder_hint(label)})")
+    return [(str(p), label) for label in sorted(found) for p in sorted(found[label])]
+
+
+def _folder_hint(label: int) -> str:
+    names = [n for n, lab in FOLDER_LABELS.items() if lab == label]
+    return f"expected image files in a sub-folder named one of {names}"
+
+
+def from_manifest(csv_path: Path | str) -> list[Sample]:
+    """Rows `path,label` of a CSV; relative paths resolve against the CSV's folder.
+
+    Labels: crack/no_crack, Positive/Negative or 1/0. Every listed file must exist.
+    """
+    csv_path = Path(csv_path)
+    try:
+        with open(csv_path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"manifest {csv_path} cannot be read: {exc}") from exc
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise DatasetError(f"manifest {csv_path} needs a header with columns path,label and rows")
+    samples, missing = [], []
+    for line, row in enumerate(rows, start=2):
+        label = MANIFEST_LABELS.get((row["label"] or "").strip().lower())
+        if label is None:
+            raise DatasetError(
+                f"manifest {csv_path} line {line}: label {row['label']!r} is not one of "
+                f"{sorted(MANIFEST_LABELS)}"
+            )
+        path = csv_path.parent / (row["path"] or "").strip()
+        if not path.is_file():
+            missing.append(str(path))
+        samples.append((str(path), label))
+    if missing:
+        raise DatasetError(
+            f"manifest {csv_path}: {len(missing)} listed file(s) are missing or unreadable, "
+            f"e.g. {missing[:3]}"
+        )
+    return samples
+
+
+def combine(*sources: Iterable[Sample]) -> list[Sample]:
+    """Concatenate sample lists, dropping repeats of a path; a path with two labels is an error."""
+    labels: dict[str, int] = {}
+    for path, label in (s for source in sources for s in source):
+        key = str(Path(path).resolve())
+        if labels.setdefault(key, label) != label:
+            raise DatasetError(f"{path} is labelled both {CLASSES[0]} and {CLASSES[1]}")
+    return list(labels.items())
+
+
+def group_keys(samples: Sequence[Sample], group_size: int = GROUP_SIZE) -> list[tuple]:
+    """A group id per sample: runs of `group_size` consecutive file numbers per class and folder.
+
+    Files are ranked by the number their stem ends in, and ranks are cut into runs so
+    that a subsample still forms contiguous number ranges. Small classes get smaller runs
+    (at least ~20 groups per class). Files without a number are each their own group.
+    """
+    numbered: dict[tuple[int, str], list[tuple[int, int]]] = defaultdict(list)
+    keys: list[tuple] = [()] * len(samples)
+    for i, (path, label) in enumerate(samples):
+        p = Path(path)
+        m = re.search(r"(\d+)$", p.stem)
+        if m:
+            numbered[(label, str(p.parent))].append((int(m.group(1)), i))
+        else:
+            keys[i] = (label, "file", path)
+    for (label, parent), items in numbered.items():
+        size = max(1, min(group_size, len(items) // 20))
+        for rank, (_, i) in enumerate(sorted(items)):
+            keys[i] = (label, parent, rank // size)
+    return keys
+
+
+def grouped_split(
+    samples: Sequence[Sample], val_fraction: float, seed: int = 0, group_size: int = GROUP_SIZE
+) -> Split:
+    """Split per class by whole groups (see group_keys), about `val_fraction` into val.
+
+    No group lands on both sides, so near-duplicate patches of one photo cannot leak
+    from training into validation. Each class keeps at least one group on each side.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DatasetError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    keys = group_keys(samples, group_size)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        groups[key].append(i)
+    rng = random.Random(seed)
+    val_idx: set[int] = set()
+    for label in sorted({lab for _, lab in samples}):
+        mine = sorted((k for k in groups if k[0] == label), key=repr)
+        rng.shuffle(mine)
+        target = val_fraction * sum(len(groups[k]) for k in mine)
+        if len(mine) < 2:
+            log.warning("class %s has one group only; it cannot be split", CLASSES[label])
+        taken = 0
+        for key in mine[:-1]:
+            if taken >= target or (taken and taken + len(groups[key]) / 2 > target):
+                break
+            val_idx.update(groups[key])
+            taken += len(groups[key])
+    train = [s for i, s in enumerate(samples) if i not in val_idx]
+    val = [s for i, s in enumerate(samples) if i in val_idx]
+    return Split(train, val)
+
+
+def explicit_split(train: Sequence[Sample], val: Sequence[Sample]) -> Split:
+    """Use a given validation set; refuses a file that is in both."""
+    if not train or not val:
+        raise DatasetError("both the training and the validation set need images")
+    seen = {str(Path(p).resolve()) for p, _ in train}
+    overlap = [p for p, _ in val if str(Path(p).resolve()) in seen]
+    if overlap:
+        raise DatasetError(
+            f"{len(overlap)} validation image(s) are also in the training set, e.g. {overlap[:3]}"
+        )
+    return Split(list(train), list(val))
+
+
+def class_counts(samples: Iterable[Sample]) -> dict[str, int]:
+    """Images per class name."""
+    counts = dict.fromkeys(CLASSES, 0)
+    for _, label in samples:
+        counts[CLASSES[label]] += 1
+    return counts
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """Marker an ImageDataset returns instead of a sample it could not decode."""
+
+    index: int
+    path: str
+    reason: str
+
+
+class Batch(NamedTuple):
+    images: torch.Tensor  # uint8 (N, H, W, 3); normalise on the device
+    labels: torch.Tensor  # int64 (N,)
+    indices: torch.Tensor  # int64 (N,) positions in the dataset's sample list
+    bad: list[BadImage]  # samples dropped from this batch
+
+
+def load_rgb(path: str, size: int) -> Image.Image:
+    """Decode an image upright (EXIF orientation applied) as RGB."""
+    with Image.open(path) as img:
+        # JPEG DCT scaling: decode big photos at >= size instead of full resolution.
+        img.draft("RGB", (size, size))
+        return ImageOps.exif_transpose(img).convert("RGB")
+
+
+class TrainPreset:
+    """EvalPreset resize/crop, then random flips, 90-degree turns and mild colour jitter.
+
+    Randomness comes from torch's RNG, which DataLoader seeds per worker from the
+    loader's generator, so runs repeat under a fixed seed.
+    """
+
+    def __init__(self, size: int = INPUT_SIZE, jitter: float = 0.1) -> None:
+        self.size = size
+        self.jitter = jitter
+        self._resize = EvalPreset(size)
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        x = self._resize(img)
+        flip_h, flip_v, turns = torch.randint(0, 4, (3,)).tolist()
+        if flip_h % 2:
+            x = x[:, ::-1]
+        if flip_v % 2:
+            x = x[::-1]
+        x = np.rot90(x, turns)
+        if self.jitter:
+            brightness, contrast = (1.0 + self.jitter * (2 * torch.rand(2) - 1)).tolist()
+            mean = float(x.mean())
+            x = (x.astype(np.float32) - mean) * contrast + mean * brightness
+            x = np.clip(x, 0, 255, out=x).astype(np.uint8)
+        return np.ascontiguousarray(x)
+
+
+class ImageDataset(Dataset):
+    """(path, label) samples -> (uint8 HWC array, label, index), or a BadImage marker.
+
+    A file that cannot be decoded does not stop training: the marker travels to
+    collate_skip_bad, which drops it and lists it in Batch.bad, so the training loop can
+    count skipped images even when decoding runs in worker processes.
+    """
+
+    def __init__(
+        self, samples: Sequence[Sample], transform: Callable[[Image.Image], np.ndarray]
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.size = getattr(transform, "size", INPUT_SIZE)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int] | BadImage:
+        path, label = self.samples[index]
+        try:
+            return self.transform(load_rgb(path, self.size)), label, index
+        except Exception as exc:  # PIL raises many types for corrupt or truncated files
+            log.warning("skipping unreadable image %s: %s", path, exc)
+            return BadImage(index, path, f"{type(exc).__name__}: {exc}")
+
+
+def collate_skip_bad(items: list[tuple[np.ndarray, int, int] | BadImage]) -> Batch:
+    """Stack good samples into a Batch; BadImage markers go to Batch.bad."""
+    good = [it for it in items if not isinstance(it, BadImage)]
+    bad = [it for it in items if isinstance(it, BadImage)]
+    if good:
+        images = torch.from_numpy(np.stack([g[0] for g in good]))
+    else:
+        images = torch.empty((0, 0, 0, 3), dtype=torch.uint8)
+    labels = torch.tensor([g[1] for g in good], dtype=torch.int64)
+    indices = torch.tensor([g[2] for g in good], dtype=torch.int64)
+    return Batch(images, labels, indices, bad)

@@ -1,0 +1,118 @@
+"""The training loop's parts: data loaders, LR schedule, one epoch over the batches."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from models.classifier import Numerics
+from models.datasets import Batch, ImageDataset, Sample, collate_skip_bad
+from models.evaluation import autocast, to_input
+from models.recipe import Recipe
+
+
+@dataclass
+class EpochStats:
+    """What one pass over the training batches did."""
+
+    loss: float
+    images: int
+    seconds: float
+    bad: list[dict[str, str]] = field(default_factory=list)
+
+
+def make_loader(
+    samples: list[Sample], transform: Any, batch_size: int, train: bool, recipe: Recipe, pin: bool
+) -> DataLoader:
+    """A DataLoader over ImageDataset that drops unreadable images (see collate_skip_bad)."""
+    workers = recipe.num_workers
+    return DataLoader(
+        ImageDataset(samples, transform),
+        batch_size=batch_size,
+        shuffle=train,
+        # A tiny last batch gives noisy BatchNorm statistics; skip it when there is a choice.
+        drop_last=train and len(samples) > batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin,
+        collate_fn=collate_skip_bad,
+        generator=torch.Generator().manual_seed(recipe.seed + (0 if train else 1)),
+    )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    numerics: Numerics,
+    *,
+    grad_clip: float | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    on_step: Callable[[float, int, float], None] | None = None,
+) -> EpochStats:
+    """One pass over `batches`; on_step(loss, images, lr) runs after every optimiser step."""
+    model.train()
+    total, images = 0.0, 0
+    bad: list[dict[str, str]] = []
+    start = time.perf_counter()
+    for batch in batches:
+        bad.extend({"path": b.path, "reason": b.reason} for b in batch.bad)
+        n = len(batch.labels)
+        if not n:
+            continue
+        x = to_input(batch.images, numerics)
+        y = batch.labels.to(numerics.device, non_blocking=True)
+        with autocast(numerics):
+            loss = nn.functional.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+        scheduler.step()
+        value = float(loss.detach())
+        total += value * n
+        images += n
+        if on_step is not None:
+            on_step(value, n, lr)
+    return EpochStats(total / max(images, 1), images, time.perf_counter() - start, bad)
+
+
+def lr_schedule(recipe: Recipe, optimizer: torch.optim.Optimizer, steps: int) -> Any:
+    """Cosine decay from recipe.lr to 0 over all `steps`, or a constant rate."""
+    if recipe.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
+    )
+
+
+def guarded(batches: Iterable[Batch], check: Callable[[], None]) -> Iterator[Batch]:
+    for batch in batches:
+        check()
+        yield batch
+
+
+def shutdown_workers(loader: DataLoader) -> None:
+    # Persistent workers outlive an exception (the traceback keeps the iterator alive),
+    # so stop them explicitly when training ends for any reason.
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()

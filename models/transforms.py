@@ -1,0 +1,48 @@
+"""Image preprocessing presets: PIL RGB image -> uint8 array -> normalised float batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INPUT_SIZE = 224
+
+
+class EvalPreset:
+    """Resize the shorter side to `size` and centre-crop a `size` square (uint8 HWC)."""
+
+    def __init__(self, size: int = INPUT_SIZE) -> None:
+        self.size = size
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        w, h = img.size
+        scale = self.size / min(w, h)
+        nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
+        if (nw, nh) != (w, h):
+            img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        left, top = (nw - self.size) // 2, (nh - self.size) // 2
+        if (nw, nh) != (self.size, self.size):
+            img = img.crop((left, top, left + self.size, top + self.size))
+        return np.asarray(img, dtype=np.uint8)
+
+
+def normalise(batch_hwc: torch.Tensor) -> torch.Tensor:
+    """uint8 (N,H,W,3) -> float32 (N,3,H,W) with ImageNet mean/std, on batch_hwc's device.
+
+    The result is NCHW in shape but channels_last in memory, which is what a
+    channels_last model wants, so no copy follows.
+    """
+    x = batch_hwc.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std)
+
+
+def stack(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """uint8 HWC arrays of equal shape -> one uint8 (N,H,W,3) tensor."""
+    return torch.from_numpy(np.stack(arrays))

@@ -1,0 +1,117 @@
+"""Shared fixtures: a throwaway PostgreSQL database, a private Redis db, real worker processes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get(
+    "CRACKQ_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+TEST_DB = f"crackq_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+TEST_DB_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + TEST_DB
+REDIS_DB = int(os.environ.get("CRACKQ_TEST_REDIS_DB", "11"))
+TEST_BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+DATA_DIR = Path(
+    os.environ.get("CRACKQ_TEST_DATA", ROOT.parent / "shared" / "data" / "ozgenel")
+).resolve()
+
+# Settings are read once per process: point them at the test services before anything
+# imports worker.settings. Worker subprocesses inherit this environment.
+os.environ.update(
+    CRACKQ_DATABASE_URL=TEST_DB_URL,
+    CRACKQ_BROKER_URL=TEST_BROKER_URL,
+    CRACKQ_EMBEDDED="never",
+    CRACKQ_PRETRAINED="never",
+    CRACKQ_VISIBILITY_TIMEOUT_S=os.environ.get("CRACKQ_VISIBILITY_TIMEOUT_S", "30"),
+    CRACKQ_MODEL_POLL_S="1",
+)
+os.environ.pop("CRACKQ_MODEL_CHECKPOINT", None)
+
+
+def real_data_or_skip() -> Path:
+    if not (DATA_DIR / "Positive").is_dir():
+        pytest.skip(f"real photos not found at {DATA_DIR} (set CRACKQ_TEST_DATA)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """A fresh database migrated to head, dropped at the end of the session."""
+    from sqlalchemy import create_engine, text
+
+    from worker.migrate import upgrade
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{TEST_DB}"'))
+    try:
+        upgrade(TEST_DB_URL)
+        yield TEST_DB_URL
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+                {"d": TEST_DB},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{TEST_DB}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str):
+    from db.session import make_engine
+
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine):
+    from db.session import make_sessionmaker
+
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def db_session(engine):
+    """A session inside a transaction that is rolled back after the test."""
+    from sqlalchemy.orm import Session
+
+    with engine.connect() as conn:
+        trans = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint")
+        try:
+            yield session
+        finally:
+            session.close()
+            trans.rollback()
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    """The private Redis db of this test run, emptied before and after."""
+    import redis
+
+    client = redis.Redis.from_url(TEST_BROKER_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def clean_tables(engine):
+    """Empty results and model versions before a test that counts rows."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(
+            text("TRUNCATE results, model_versions, training_runs, labels RESTART IDENTITY CASCADE")
+        )
+    yield

@@ -1,0 +1,95 @@
+"""The `crackq` command as a user runs it, against a real worker."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import images
+from tests.procs import READY, worker
+
+pytestmark = pytest.mark.usefixtures("redis_client", "clean_tables")
+
+
+def crackq(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+COMMANDS = (
+    "submit",
+    "classify",
+    "results",
+    "worker",
+    "flower",
+    "migrate",
+    "finetune",
+    "models",
+    "label",
+    "demo",
+    "status",
+    "schema",
+)
+
+
+def test_every_command_explains_itself() -> None:
+    from worker.cli import build_parser
+
+    out = crackq("--help")
+    assert out.returncode == 0
+    for command in COMMANDS:
+        assert command in out.stdout
+        sub = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+        assert sub.format_help().startswith("usage: crackq " + command)
+        assert sub.description or sub.format_help().count("--") >= 1
+
+
+def test_classify_a_folder_then_query_results(tmp_path: Path) -> None:
+    root = tmp_path / "site7"
+    root.mkdir()
+    for i in range(6):
+        (root / f"p{i}.jpg").write_bytes(images.jpeg(227, 227))
+    (root / "broken.jpg").write_bytes(images.truncated_jpeg())
+    with worker(tmp_path, "cliw", env={"CRACKQ_ALLOWED_ROOTS": str(root)}) as w:
+        w.wait_for_log(READY, 120)
+        out = crackq("classify", "--dir", str(root), "--batch-id", "site7", "--format", "json")
+        assert out.returncode == 0, out.stderr
+        assert "7/7 finished" in out.stdout
+        assert "failed with truncated_image: 1" in out.stdout
+        rows = json.loads(out.stdout[out.stdout.index("[") :])
+        assert len(rows) == 7
+
+        refs = tmp_path / "refs.txt"
+        refs.write_text(f"# comment\n{root / 'p0.jpg'}\n\n{root / 'p1.jpg'}\n")
+        sub = crackq("submit", "--from-file", str(refs), "--json")
+        assert sub.returncode == 0, sub.stderr
+        assert len(json.loads(sub.stdout)["request_ids"]) == 2
+
+    out = crackq("results", "--batch-id", "site7", "--format", "csv", "--limit", "0")
+    table = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert len(table) == 7
+    assert {r["status"] for r in table} == {"succeeded", "failed"}
+    failed = crackq("results", "--batch-id", "site7", "--status", "failed")
+    assert "truncated_image" in failed.stdout
+    assert len(failed.stdout.strip().splitlines()) == 2  # header + the one failed row
+
+
+def test_useful_error_without_references() -> None:
+    out = crackq("submit")
+    assert out.returncode == 2
+    assert "no image references given" in out.stderr

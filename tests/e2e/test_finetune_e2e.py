@@ -1,0 +1,119 @@
+"""Fine-tuning through the training queue, promotion, and hot reload in a running worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from db import registry, runs
+from db.tables import Result
+from tests.conftest import real_data_or_skip
+from tests.procs import READY, worker
+
+pytestmark = pytest.mark.usefixtures("redis_client", "clean_tables")
+
+
+def small_real_set(dest: Path, n_per_class: int, start: int = 0) -> Path:
+    """A Positive/Negative folder of symlinks to real photos (file numbers from `start`)."""
+    data = real_data_or_skip()
+    for cls in ("Positive", "Negative"):
+        (dest / cls).mkdir(parents=True)
+        for p in sorted((data / cls).glob("*.jpg"))[start : start + n_per_class]:
+            (dest / cls / p.name).symlink_to(p)
+    return dest
+
+
+def classify_and_wait(sessions, refs: list[str], timeout: float = 120) -> list[Result]:
+    from worker.app import app
+    from worker.enqueue import submit
+
+    sub = submit(app, sessions, refs)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sessions() as s:
+            rows = list(s.scalars(select(Result).where(Result.request_id.in_(sub.request_ids))))
+        if len(rows) == len(refs) and all(r.status != "queued" for r in rows):
+            return rows
+        time.sleep(0.5)
+    raise AssertionError("rows did not arrive")
+
+
+def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
+    data = small_real_set(tmp_path / "train", 150)
+    probe = [str(p) for p in sorted((real_data_or_skip() / "Positive").glob("*.jpg"))[5000:5010]]
+    env = {
+        "CRACKQ_ALLOWED_ROOTS": str(real_data_or_skip()),
+        "CRACKQ_DATA_DIR": str(tmp_path / "state"),
+    }
+    with (
+        worker(tmp_path, "inf", env=env) as inf,
+        worker(tmp_path, "train", queue="training", env=env) as tr,
+    ):
+        inf.wait_for_log(READY, 120)
+        tr.wait_for_log(READY, 120)
+        before = classify_and_wait(sessions, probe)
+        assert {r.model_version for r in before} == {"untrained-random-init"}
+
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "finetune",
+                "--data",
+                str(data),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--image-size",
+                "96",
+                "--num-workers",
+                "0",
+                "--val-fraction",
+                "0.3",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+        assert out.returncode == 0, out.stderr
+        run_id = out.stdout.strip()
+        seen, progress_steps = [], set()
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            with sessions() as s:
+                run = runs.get_run(s, run_id)
+            if not seen or seen[-1] != run.status:
+                seen.append(run.status)
+            if run.progress.get("step"):
+                progress_steps.add((run.progress.get("epoch"), run.progress["step"]))
+            if run.status in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+        assert run.status == "succeeded", (run.message, tr.log()[-3000:])
+        assert seen[-2:] == ["running", "succeeded"] and seen[0] in ("queued", "running")
+        assert len(progress_steps) >= 2, progress_steps
+        art = Path(run.artifacts_dir)
+        for name in ("training.png", "predictions.png", "metrics.json"):
+            assert (art / name).stat().st_size > 1000 or name == "metrics.json"
+        with sessions() as s:
+            version = registry.get(s, run.model_version)
+            assert version.status == "promoted" and run.promoted
+            assert {"accuracy", "auc", "f1"} <= set(version.metrics)
+            assert len(version.sha256) == 64
+
+        inf.wait_for_log(f"switched model untrained-random-init -> {run.model_version}", 30)
+        after = classify_and_wait(
+            sessions,
+            probe + [str(p) for p in sorted(Path(probe[0]).parent.glob("*.jpg"))[5010:5030]],
+        )
+        assert {r.model_version for r in after} == {run.model_version}
+        assert all(r.status == "succeeded" for r in after)

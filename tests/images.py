@@ -1,0 +1,160 @@
+"""Image fixtures built in code: valid, odd modes, EXIF-rotated, truncated, bombs, not images."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from io import BytesIO
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+Pattern = Literal["solid", "gradient", "noise"]
+ORIENTATION = 0x0112  # EXIF tag
+
+
+def _pixels(w: int, h: int, color: tuple[int, int, int], pattern: Pattern) -> Image.Image:
+    if pattern == "solid":
+        return Image.new("RGB", (w, h), color)
+    if pattern == "gradient":
+        x = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+        y = np.linspace(0, 255, h, dtype=np.float32)[:, None, None]
+        base = np.asarray(color, dtype=np.float32)[None, None, :]
+        arr = (x * 0.5 + y * 0.5 + base) % 256
+        return Image.fromarray(arr.astype(np.uint8), "RGB")
+    rng = np.random.default_rng(w * 7919 + h)  # deterministic per size
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+
+
+def _save(img: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = BytesIO()
+    img.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def jpeg(
+    w: int = 64,
+    h: int = 48,
+    color: tuple[int, int, int] = (180, 120, 60),
+    pattern: Pattern = "solid",
+    quality: int = 90,
+) -> bytes:
+    return _save(_pixels(w, h, color, pattern), "JPEG", quality=quality)
+
+
+def png(
+    w: int = 64,
+    h: int = 48,
+    color: tuple[int, int, int] = (180, 120, 60),
+    pattern: Pattern = "solid",
+) -> bytes:
+    return _save(_pixels(w, h, color, pattern), "PNG")
+
+
+def truncated_jpeg(w: int = 256, h: int = 256) -> bytes:
+    """A noisy JPEG cut in half: the header is fine, the scan data is not all there."""
+    data = jpeg(w, h, pattern="noise")
+    return data[: len(data) // 2]
+
+
+def truncated_png(w: int = 128, h: int = 128) -> bytes:
+    data = png(w, h, pattern="noise")
+    return data[: len(data) // 2]
+
+
+def not_an_image() -> bytes:
+    return b"%PDF-1.7\nthis is a document, not a photo of concrete\n" * 8
+
+
+def cmyk_jpeg(w: int = 64, h: int = 48) -> bytes:
+    return _save(Image.new("CMYK", (w, h), (0, 200, 200, 0)), "JPEG")  # red-ish
+
+
+def grayscale_png(w: int = 64, h: int = 48, value: int = 128) -> bytes:
+    return _save(Image.new("L", (w, h), value), "PNG")
+
+
+def bilevel_png(w: int = 64, h: int = 48) -> bytes:
+    return _save(Image.new("1", (w, h), 1), "PNG")
+
+
+def png16(w: int = 64, h: int = 48) -> bytes:
+    """16-bit greyscale, a horizontal ramp over the whole 0..65535 range."""
+    ramp = np.linspace(0, 65535, w, dtype=np.float64).round().astype(np.uint16)
+    img = Image.fromarray(np.tile(ramp, (h, 1)))
+    assert img.mode.startswith("I;16")
+    return _save(img, "PNG")
+
+
+def tiff_int32(w: int = 64, h: int = 48) -> bytes:
+    """Mode I (32-bit signed) holding 16-bit-range values, as scientific cameras write."""
+    ramp = np.linspace(0, 65535, w).round().astype(np.int32)
+    return _save(Image.fromarray(np.tile(ramp, (h, 1)), mode="I"), "TIFF")
+
+
+def tiff_float(w: int = 64, h: int = 48) -> bytes:
+    """Mode F holding 0..1 floats."""
+    ramp = np.linspace(0.0, 1.0, w, dtype=np.float32)
+    return _save(Image.fromarray(np.tile(ramp, (h, 1)), mode="F"), "TIFF")
+
+
+def palette_png(w: int = 64, h: int = 48, transparent: bool = False) -> bytes:
+    """Left half palette index 1 (green), right half index 0 (blue, or transparent)."""
+    img = Image.new("P", (w, h), 0)
+    img.putpalette([0, 0, 255, 0, 255, 0] + [0, 0, 0] * 254)
+    img.paste(1, (0, 0, w // 2, h))
+    return _save(img, "PNG", transparency=0) if transparent else _save(img, "PNG")
+
+
+def rgba_png(w: int = 64, h: int = 48) -> bytes:
+    """Left half opaque red, right half fully transparent black."""
+    img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    img.paste((255, 0, 0, 255), (0, 0, w // 2, h))
+    return _save(img, "PNG")
+
+
+def la_png(w: int = 64, h: int = 48) -> bytes:
+    """Grey + alpha: top half opaque dark grey, bottom half transparent."""
+    img = Image.new("LA", (w, h), (0, 0))
+    img.paste((40, 255), (0, 0, w, h // 2))
+    return _save(img, "PNG")
+
+
+def exif_rotated_jpeg(w: int = 48, h: int = 64) -> bytes:
+    """Upright it is w x h with a white top half and black bottom half.
+
+    Stored sideways (h x w, bright half on the left) with EXIF orientation 6, which
+    tells viewers to rotate 90 degrees clockwise; without the transpose the decoded
+    image is h x w, and rotating the wrong way puts the bright half at the bottom.
+    """
+    upright = Image.new("RGB", (w, h), (0, 0, 0))
+    upright.paste((255, 255, 255), (0, 0, w, h // 2))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    return _save(stored, "JPEG", quality=95, exif=exif.tobytes())
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def bomb_png(w: int = 30000, h: int = 30000) -> bytes:
+    """A 1-bit PNG whose header claims w x h but whose file is a few hundred bytes.
+
+    Only the first row is in the IDAT: decoding would allocate w*h bytes before
+    finding the data short, which is exactly what the pixel limit must prevent.
+    """
+    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    row = b"\x00" + b"\x00" * ((w + 7) // 8)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(row, 9))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def tiny_1x1() -> bytes:
+    return _save(Image.new("RGB", (1, 1), (10, 20, 30)), "PNG")

@@ -1,0 +1,77 @@
+"""The batching policy: full batches go at once, partial ones after the wait, bounded in flight."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from worker.batcher import Batcher
+
+
+class Recorder:
+    def __init__(self, hold: threading.Event | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.hold = hold
+        self.lock = threading.Lock()
+
+    def __call__(self, batch) -> None:
+        if self.hold is not None:
+            self.hold.wait(5)
+        with self.lock:
+            self.batches.append(list(batch))
+
+
+def test_full_batches_are_dispatched_without_waiting() -> None:
+    pool = ThreadPoolExecutor(2)
+    hold = threading.Event()
+    rec = Recorder(hold)
+    b = Batcher(pool.submit, rec, max_batch=4, max_wait_s=60, max_inflight=2)
+    for i in range(8):
+        b.add(i)  # type: ignore[arg-type]
+    assert b.batches == 2 and b.pending() == 0
+    hold.set()
+    pool.shutdown(wait=True)
+    assert sorted(map(tuple, rec.batches)) == [(0, 1, 2, 3), (4, 5, 6, 7)]
+
+
+def test_partial_batch_waits_then_flushes() -> None:
+    pool = ThreadPoolExecutor(2)
+    rec = Recorder()
+    b = Batcher(pool.submit, rec, max_batch=32, max_wait_s=0.05, max_inflight=2)
+    b.add(1)  # type: ignore[arg-type]
+    b.flush()
+    assert b.batches == 0, "a lone message was sent before max_wait_s"
+    time.sleep(0.06)
+    b.flush()  # the consumer's timer does this every max_wait_s / 2
+    pool.shutdown(wait=True)
+    assert rec.batches == [[1]]
+
+
+def test_in_flight_limit_makes_the_buffer_grow_into_big_batches() -> None:
+    pool = ThreadPoolExecutor(4)
+    hold = threading.Event()
+    rec = Recorder(hold)
+    b = Batcher(pool.submit, rec, max_batch=16, max_wait_s=0, max_inflight=1)
+    for i in range(20):
+        b.add(i)  # type: ignore[arg-type]
+    assert b.batches == 1 and b.pending() == 19  # the model is busy: the rest accumulates
+    hold.set()
+    deadline = time.monotonic() + 5
+    while sum(map(len, rec.batches)) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pool.shutdown(wait=True)
+    assert [len(x) for x in rec.batches] == [1, 16, 3]
+    assert b.largest_batch == 16
+
+
+def test_a_failing_batch_frees_its_slot() -> None:
+    pool = ThreadPoolExecutor(1)
+
+    def boom(batch) -> None:
+        raise RuntimeError("model fell over")
+
+    b = Batcher(pool.submit, boom, max_batch=2, max_wait_s=0, max_inflight=1)
+    b.add(1)  # type: ignore[arg-type]
+    pool.shutdown(wait=True)
+    assert b._inflight == 0

@@ -1,0 +1,52 @@
+"""Task argument schemas: what producers in any language may send."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.messages import ClassifyArgs, ClassifyManyArgs, InvalidMessage, json_schema, parse
+
+
+def test_valid_classify_kwargs() -> None:
+    args = parse(
+        ClassifyArgs,
+        (),
+        {
+            "image_ref": "s3://b/k.jpg",
+            "request_id": "r1",
+            "submitted_at": "2026-11-25T10:00:00+00:00",
+        },
+    )
+    assert args.request_id == "r1" and args.submitted_at.year == 2026
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, needle",
+    [
+        ((), {}, "image_ref"),
+        (("x",), {}, "positional"),
+        ((), {"image_ref": 5}, "image_ref"),
+        ((), {"image_ref": "a", "colour": "red"}, "colour"),
+        ((), {"image_ref": "a", "request_id": 7}, "request_id"),
+        ((), {"image_ref": ""}, "image_ref"),
+        ((), ["image_ref"], "object"),
+    ],
+)
+def test_invalid_classify_kwargs_are_refused_with_reason(args, kwargs, needle) -> None:
+    with pytest.raises(InvalidMessage, match=needle):
+        parse(ClassifyArgs, args, kwargs)
+
+
+def test_bulk_message() -> None:
+    many = parse(
+        ClassifyManyArgs, (), {"items": [{"image_ref": "a"}, {"image_ref": "b"}], "batch_id": "x"}
+    )
+    assert [i.image_ref for i in many.items] == ["a", "b"]
+    with pytest.raises(InvalidMessage):
+        parse(ClassifyManyArgs, (), {"items": []})
+
+
+def test_schema_is_documentable() -> None:
+    schema = json_schema()
+    assert schema["crackq.classify"]["required"] == ["image_ref"]
+    assert schema["crackq.classify"]["additionalProperties"] is False

@@ -1,0 +1,52 @@
+"""Settings parsing and the worker/flower command lines built from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.launch import flower_launch, worker_launch
+from worker.settings import Settings
+
+
+def test_allowed_roots_accept_commas_and_json(monkeypatch) -> None:
+    monkeypatch.setenv("CRACKQ_ALLOWED_ROOTS", "/data/a, /data/b")
+    assert Settings().allowed_roots == [Path("/data/a"), Path("/data/b")]
+    monkeypatch.setenv("CRACKQ_ALLOWED_ROOTS", '["/x"]')
+    assert Settings().allowed_roots == [Path("/x")]
+
+
+def test_database_url_from_secret_file_and_never_in_repr(tmp_path, monkeypatch) -> None:
+    secret = tmp_path / "db_url"
+    secret.write_text("postgresql+psycopg2://app:hunter2@db/crackq\n")
+    monkeypatch.setenv("CRACKQ_DATABASE_URL_FILE", str(secret))
+    s = Settings()
+    assert s.database() == "postgresql+psycopg2://app:hunter2@db/crackq"
+    assert "hunter2" not in repr(s)
+
+
+def test_inference_worker_uses_threads_pool_and_prefetches_batches() -> None:
+    s = Settings(batch_size=32, allocator="system")
+    launch = worker_launch(s, "inference", hostname="w@h")
+    argv = " ".join(launch.argv)
+    assert "-Q inference" in argv and "-P threads" in argv and "-c 2" in argv and "-E" in argv
+    assert "--prefetch-multiplier=64" in argv
+    assert "LD_PRELOAD" not in launch.env
+
+
+def test_training_worker_forks_one_child() -> None:
+    argv = " ".join(worker_launch(Settings(), "training").argv)
+    assert "-Q training" in argv and "-P threads" in argv and "-c 1" in argv
+
+
+def test_unknown_queue_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown queue"):
+        worker_launch(Settings(), "celery")
+
+
+def test_flower_gets_basic_auth_through_the_environment() -> None:
+    launch = flower_launch(Settings(flower_basic_auth="ops:pw"))
+    assert launch.env["FLOWER_BASIC_AUTH"] == "ops:pw"
+    assert "ops:pw" not in " ".join(launch.argv)
+    assert "FLOWER_UNAUTHENTICATED_API" not in launch.env

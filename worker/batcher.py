@@ -1,0 +1,186 @@
+"""Gathers individually enqueued classify messages into batches (a Celery task strategy).
+
+Celery hands each message to a task's *strategy* in the consumer. Ours buffers the
+requests instead of running them one by one, and hands a batch to the pool when
+  - the buffer holds `max_batch` requests, or
+  - a pool slot is free and the oldest buffered request has waited `max_wait_s`
+    (so a lone photo is not held back when the queue runs dry).
+While one batch is in the model, the next fills up, so batches grow with the load.
+Each message is acknowledged only after its row is committed (late ack); if the
+worker dies first, the broker redelivers it and the idempotent upsert keeps one row.
+Requires the `threads` pool: the batch runs in this process, beside the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from celery import Task, signals
+from celery.utils.imports import symbol_by_name
+from celery.worker.request import Request, create_request_cls
+from celery.worker.strategy import default as default_strategy
+from celery.worker.strategy import hybrid_to_proto2, proto1_to_proto2
+
+log = logging.getLogger(__name__)
+
+BatchRunner = Callable[[Sequence[Request]], None]
+
+
+class Batcher:
+    """The buffer and flush policy for one batched task in one worker process."""
+
+    def __init__(
+        self,
+        submit: Callable[[Callable[[], None]], Any],
+        run: BatchRunner,
+        max_batch: int,
+        max_wait_s: float,
+        max_inflight: int,
+    ) -> None:
+        self._submit = submit
+        self._run = run
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_inflight = max_inflight
+        self._buffer: deque[tuple[float, Request]] = deque()
+        self._inflight = 0
+        self._lock = threading.Lock()
+        self.largest_batch = 0
+        self.batches = 0
+
+    def add(self, request: Request) -> None:
+        with self._lock:
+            self._buffer.append((time.monotonic(), request))
+        self.flush()
+
+    def flush(self) -> None:
+        """Dispatch every batch the policy allows now."""
+        while True:
+            with self._lock:
+                batch = self._take()
+                if not batch:
+                    return
+                self._inflight += 1
+                self.batches += 1
+                self.largest_batch = max(self.largest_batch, len(batch))
+            self._submit(functools.partial(self._execute, batch))
+
+    def _take(self) -> list[Request]:
+        if not self._buffer or self._inflight >= self.max_inflight:
+            return []
+        full = len(self._buffer) >= self.max_batch
+        waited = time.monotonic() - self._buffer[0][0] >= self.max_wait_s
+        if not (full or waited):
+            return []
+        n = min(self.max_batch, len(self._buffer))
+        return [self._buffer.popleft()[1] for _ in range(n)]
+
+    def _execute(self, batch: list[Request]) -> None:
+        try:
+            self._run(batch)
+        except Exception:  # the runner acks/rejects; this only keeps the slot accounting
+            log.exception("batch of %d failed", len(batch))
+        finally:
+            with self._lock:
+                self._inflight -= 1
+            self.flush()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+
+class BatchTask(Task):
+    """A Task whose messages are run in batches by `run_batch(requests)`."""
+
+    abstract = True
+    batcher: Batcher | None = None
+
+    def batch_policy(self) -> tuple[int, float, int]:
+        """(largest batch, longest wait in seconds, batches in flight at once)."""
+        return 32, 0.02, 2
+
+    def run_batch(self, requests: Sequence[Request]) -> None:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Called once in the worker process before it consumes (e.g. load the model)."""
+
+    def Strategy(self, task: BatchTask, app: Any, consumer: Any) -> Callable[..., None]:  # noqa: N802
+        pool = consumer.pool
+        if not hasattr(pool, "executor"):
+            log.warning(
+                "%s: the %s pool cannot batch in-process; running messages one by one "
+                "(start inference workers with --pool threads)",
+                task.name,
+                type(pool).__name__,
+            )
+            return default_strategy(task, app, consumer)
+        max_batch, max_wait_s, max_inflight = task.batch_policy()
+        task.prepare()
+        hostname = consumer.hostname
+        eventer = consumer.event_dispatcher
+        send_event = eventer.send if eventer and eventer.enabled and task.send_events else None
+        req_cls = create_request_cls(
+            symbol_by_name(task.Request), task, pool, hostname, eventer, app=app
+        )
+        batcher = Batcher(
+            submit=pool.executor.submit,
+            run=task.run_batch,
+            max_batch=max_batch,
+            max_wait_s=max_wait_s,
+            max_inflight=max_inflight,
+        )
+        task.batcher = batcher
+        tick = max(max_wait_s / 2, 0.002)
+        consumer.timer.call_repeatedly(tick, batcher.flush, priority=5)
+
+        def task_message_handler(
+            message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any
+        ) -> None:
+            if body is None and "args" not in message.payload:
+                body, headers, decoded, utc = (
+                    message.body,
+                    message.headers,
+                    False,
+                    app.uses_utc_timezone(),
+                )
+            elif "args" in message.payload:
+                body, headers, decoded, utc = hybrid_to_proto2(message, message.payload)
+            else:
+                body, headers, decoded, utc = proto1_to_proto2(message, body)
+            req = req_cls(
+                message,
+                on_ack=ack,
+                on_reject=reject,
+                app=app,
+                hostname=hostname,
+                eventer=eventer,
+                task=task,
+                connection_errors=consumer.connection_errors,
+                body=body,
+                headers=headers,
+                decoded=decoded,
+                utc=utc,
+            )
+            signals.task_received.send(sender=consumer, request=req)
+            if send_event:
+                send_event(
+                    "task-received",
+                    uuid=req.id,
+                    name=req.name,
+                    args=req.argsrepr,
+                    kwargs=req.kwargsrepr,
+                    root_id=req.root_id,
+                    parent_id=req.parent_id,
+                    retries=req.request_dict.get("retries", 0),
+                )
+            batcher.add(req)
+
+        return task_message_handler

@@ -1,0 +1,16 @@
+"""Remote-control commands: ask running workers which model version they serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.worker.control import inspect_command
+
+from worker import runtime
+
+
+@inspect_command(name="crackq_model")
+def crackq_model(state: Any) -> dict[str, Any]:
+    """{"version": served model version, or None before this worker loaded one}."""
+    rt = runtime.current_runtime()
+    return {"version": rt.classifier().version if rt is not None else None}

@@ -1,0 +1,93 @@
+"""The producer API: record `queued` rows, then put one message per reference on Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import results
+from worker.app import CLASSIFY_TASK, INFERENCE_QUEUE
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What `submit` did: every request id, and how many messages it sent."""
+
+    request_ids: list[str]
+    batch_id: str
+    enqueued: int
+    already_finished: int
+
+
+def refs_from_dir(folder: Path) -> list[str]:
+    """Every image file below `folder` (recursively, sorted), as absolute paths."""
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a directory")
+    return sorted(
+        str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+
+
+def refs_from_file(path: Path) -> list[str]:
+    """One reference per line; blank lines and lines starting with # are skipped."""
+    lines = Path(path).read_text().splitlines()
+    return [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
+
+
+def submit(
+    app: Celery,
+    sessions: sessionmaker[Session],
+    refs: Sequence[str],
+    *,
+    request_ids: Sequence[str] | None = None,
+    batch_id: str | None = None,
+) -> Submission:
+    """Record each reference as `queued` (committed first), then enqueue it.
+
+    Resubmitting a request id never creates a second row: ids that already have a final
+    result are not sent again; ids still queued are re-sent (the worker deduplicates).
+    """
+    if request_ids is not None and len(request_ids) != len(refs):
+        raise ValueError("request_ids and refs differ in length")
+    ids = list(request_ids) if request_ids is not None else [str(uuid.uuid4()) for _ in refs]
+    batch_id = batch_id or f"batch-{uuid.uuid4()}"
+    submitted_at = dt.datetime.now(dt.timezone.utc)
+    rows = [
+        {"request_id": i, "image_ref": r, "batch_id": batch_id, "submitted_at": submitted_at}
+        for i, r in zip(ids, refs, strict=True)
+    ]
+    with sessions() as session, session.begin():
+        for start in range(0, len(rows), 5000):
+            results.insert_queued(session, rows[start : start + 5000])
+        finished = results.finished_ids(session, ids)
+    todo = [row for row in rows if row["request_id"] not in finished]
+    send(app, todo)
+    return Submission(ids, batch_id, len(todo), len(finished))
+
+
+def send(app: Celery, rows: Iterable[dict]) -> None:
+    """Publish one `crackq.classify` message per row over one pooled connection."""
+    with app.producer_or_acquire() as producer:
+        for row in rows:
+            app.send_task(
+                CLASSIFY_TASK,
+                kwargs={
+                    "image_ref": row["image_ref"],
+                    "request_id": row["request_id"],
+                    "batch_id": row["batch_id"],
+                    "submitted_at": row["submitted_at"].isoformat(),
+                },
+                queue=INFERENCE_QUEUE,
+                producer=producer,
+                task_id=row["request_id"],  # Flower shows tasks under the request id
+                ignore_result=True,
+            )

@@ -1,0 +1,137 @@
+"""Which model a worker serves, and switching to a newly promoted one without a restart."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import registry
+from models.checkpoints import expected_sha256, load_checkpoint, model_from_checkpoint
+from models.classifier import (
+    Classifier,
+    Numerics,
+    PretrainedUnavailable,
+    build_model,
+    imagenet_available,
+    load_imagenet_backbone,
+)
+
+log = logging.getLogger(__name__)
+
+RANDOM_INIT_VERSION = "untrained-random-init"
+IMAGENET_HEAD_VERSION = "untrained-imagenet-backbone"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the served weights come from; `version` is recorded on every result row."""
+
+    version: str
+    checkpoint: Path | None = None
+    sha256: str | None = None
+
+    @property
+    def trained(self) -> bool:
+        return self.checkpoint is not None
+
+
+def choose_source(checkpoint: Path | None, sessions: sessionmaker[Session] | None) -> ModelSource:
+    """An explicit checkpoint wins; else the registry's promoted version; else untrained."""
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        return ModelSource(checkpoint.stem, checkpoint, expected_sha256(checkpoint))
+    if sessions is not None:
+        with sessions() as session:
+            row = registry.promoted(session)
+        if row is not None:
+            return ModelSource(row.version, Path(row.checkpoint_uri), row.sha256)
+    return ModelSource(RANDOM_INIT_VERSION)
+
+
+def build_classifier(source: ModelSource, numerics: Numerics, pretrained: str) -> Classifier:
+    """Load the weights `source` names (verified) and prepare them for inference."""
+    if source.checkpoint is not None:
+        payload = load_checkpoint(source.checkpoint, source.sha256)
+        version = str(payload.get("version") or source.version)
+        size = int((payload.get("recipe") or {}).get("image_size", 224))
+        return Classifier(model_from_checkpoint(payload), numerics, version, input_size=size)
+    version = RANDOM_INIT_VERSION
+    model = None
+    if pretrained == "always" or (pretrained == "auto" and imagenet_available()):
+        try:
+            model = load_imagenet_backbone(download=pretrained == "always")
+            version = IMAGENET_HEAD_VERSION
+        except PretrainedUnavailable:
+            if pretrained == "always":
+                raise
+    if model is None:
+        torch.manual_seed(0)  # every untrained worker predicts the same way
+        model = build_model()
+    log.warning(
+        "NO TRAINED MODEL: serving %s; predictions are UNTRAINED and meaningless. "
+        "Train one with `crackq finetune` (or `crackq demo`) or set CRACKQ_MODEL_CHECKPOINT.",
+        version,
+    )
+    return Classifier(model, numerics, version)
+
+
+class ModelHolder:
+    """Holds the served classifier; a poller swaps in a newly promoted version.
+
+    Batches take `current()` once and use that object throughout, so a swap never
+    changes the model under a running batch and no task fails during the switch.
+    """
+
+    def __init__(self, load: Callable[[ModelSource], Classifier], pick: Callable[[], ModelSource]):
+        self._load = load
+        self._pick = pick
+        self._source = pick()
+        self._current = load(self._source)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def current(self) -> Classifier:
+        return self._current
+
+    def check_once(self) -> bool:
+        """Load and switch to the promoted version if it changed; True if it switched."""
+        try:
+            source = self._pick()
+        except Exception:
+            log.exception("could not read the model registry; keeping %s", self._current.version)
+            return False
+        if source == self._source:
+            return False
+        with self._lock:
+            try:
+                classifier = self._load(source)
+                classifier.warm_up()
+            except Exception:
+                log.exception(
+                    "could not load model %s; keeping %s", source.version, self._current.version
+                )
+                return False
+            old = self._current.version
+            self._source, self._current = source, classifier
+        log.info("switched model %s -> %s", old, classifier.version)
+        return True
+
+    def start_polling(self, every_s: float) -> None:
+        """Check the registry every `every_s` seconds in a daemon thread."""
+
+        def loop() -> None:
+            while not self._stop.wait(every_s):
+                self.check_once()
+
+        self._thread = threading.Thread(target=loop, name="crackq-model-poll", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,142 @@
+"""The one Settings class: the only code in crackq that reads the environment."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/crackq"
+
+
+class Settings(BaseSettings):
+    """Every setting crackq has; each maps to an environment variable `CRACKQ_<NAME>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRACKQ_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        secrets_dir=None,
+    )
+
+    # --- services -----------------------------------------------------------------------
+    broker_url: SecretStr = Field(
+        SecretStr(DEFAULT_BROKER_URL),
+        description="Redis broker URL (redis://, rediss:// for TLS; password in the URL).",
+    )
+    database_url: SecretStr = Field(
+        SecretStr(DEFAULT_DATABASE_URL),
+        description="SQLAlchemy URL of the PostgreSQL database holding results.",
+    )
+    database_url_file: Path | None = Field(
+        None, description="File holding the database URL (Docker/K8s secret); wins if set."
+    )
+    broker_url_file: Path | None = Field(
+        None, description="File holding the broker URL (Docker/K8s secret); wins if set."
+    )
+    embedded: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Start embedded Redis/PostgreSQL for the demo when none is configured "
+        "or answering: auto, always (forced, e.g. in tests) or never.",
+    )
+    data_dir: Path = Field(
+        Path(".crackq"), description="Local folder for embedded servers, runs and checkpoints."
+    )
+    visibility_timeout_s: int = Field(
+        3600,
+        description="Redis visibility timeout: an unacked message is redelivered after this "
+        "long if its worker died. Must exceed the longest inference batch.",
+    )
+
+    # --- model / inference --------------------------------------------------------------
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    model_checkpoint: Path | None = Field(
+        None, description="Checkpoint to serve; overrides the registry's promoted version."
+    )
+    pretrained: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Use torchvision ImageNet weights (IMAGENET1K_V2) when no trained "
+        "checkpoint exists: auto (if cached locally), always (fail if missing), never.",
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Inference numerics; auto = bf16 on CPUs/GPUs that support it."
+    )
+    channels_last: bool = Field(True, description="Use channels_last memory format.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Largest inference batch.")
+    batch_wait_ms: int = Field(
+        20, ge=0, description="How long a partial batch waits for more messages when idle."
+    )
+    decode_threads: int = Field(2, ge=1, le=64, description="Threads decoding images.")
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0 = all cores).")
+    model_poll_s: float = Field(
+        5.0, gt=0, description="How often inference workers check for a newly promoted model."
+    )
+
+    # --- image references ---------------------------------------------------------------
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Local folders images may be read from (JSON list or comma-separated); "
+        "empty = local paths refused.",
+    )
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest image file.")
+    max_image_pixels: int = Field(50_000_000, ge=1, description="Largest width x height.")
+    http_timeout_s: float = Field(10.0, gt=0, description="Connect/read timeout for http(s).")
+    allow_private_urls: bool = Field(
+        False, description="Allow http(s) URLs resolving to private/loopback addresses."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Ceph); AWS_* variables for keys."
+    )
+
+    # --- training -----------------------------------------------------------------------
+    training_time_limit_s: int = Field(4 * 3600, ge=60, description="Hard limit per run.")
+    auto_promote: bool = Field(
+        True, description="Promote a finished run if it beats the promoted model."
+    )
+
+    # --- operations ---------------------------------------------------------------------
+    worker_concurrency: int = Field(
+        0, ge=0, description="Inference worker threads; 0 = automatic (2)."
+    )
+    allocator: Literal["auto", "tcmalloc", "jemalloc", "system"] = Field(
+        "auto", description="Memory allocator preloaded by `crackq worker`."
+    )
+    log_level: str = Field("INFO", description="Logging level.")
+    flower_port: int = Field(5555, description="Port for `crackq flower`.")
+    flower_address: str = Field("127.0.0.1", description="Address `crackq flower` listens on.")
+    flower_basic_auth: SecretStr | None = Field(
+        None, description="`user:password` for Flower's basic auth (passed as FLOWER_BASIC_AUTH)."
+    )
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [p for p in (s.strip() for s in value.split(",")) if p]
+        return value
+
+    def broker(self) -> str:
+        """The broker URL, read from its secret file when one is configured."""
+        if self.broker_url_file is not None:
+            return self.broker_url_file.read_text().strip()
+        return self.broker_url.get_secret_value()
+
+    def database(self) -> str:
+        """The database URL, read from its secret file when one is configured."""
+        if self.database_url_file is not None:
+            return self.database_url_file.read_text().strip()
+        return self.database_url.get_secret_value()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
