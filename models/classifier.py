@@ -114,11 +114,21 @@ class Classifier:
     """A model prepared for inference: eval mode, target device, dtype and memory format."""
 
     def __init__(
-        self, model: nn.Module, numerics: Numerics, version: str, input_size: int = 224
+        self,
+        model: nn.Module,
+        numerics: Numerics,
+        version: str,
+        input_size: int = 224,
+        threshold: float = 0.5,
     ) -> None:
         self.numerics = numerics
         self.version = version
         self.input_size = input_size  # the side it was trained at; preprocessing must match
+        # The operating point chosen on validation data. Shifting the crack logit by
+        # logit(threshold) makes p >= 0.5 exactly where the raw p >= threshold, so label,
+        # confidence and crack probability stay consistent.
+        t = min(max(threshold, 1e-4), 1 - 1e-4)
+        self.logit_shift = float(torch.logit(torch.tensor(t)))
         model = model.eval().to(numerics.device)
         if numerics.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -131,8 +141,10 @@ class Classifier:
         x = batch.to(self.numerics.device, dtype=self.numerics.dtype, non_blocking=True)
         if self.numerics.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = self.model(x)
-        return torch.softmax(logits.float(), dim=1).cpu()
+        logits = self.model(x).float()
+        if self.logit_shift:
+            logits[:, CRACK_INDEX] -= self.logit_shift
+        return torch.softmax(logits, dim=1).cpu()
 
     def warm_up(self, batch: int = 2) -> None:
         """One forward pass so the first real request does not pay for kernel selection."""

@@ -103,12 +103,11 @@ def from_manifest(csv_path: Path | str) -> list[Sample]:
 
 def combine(*sources: Iterable[Sample]) -> list[Sample]:
     """Concatenate sample lists, dropping repeats of a path; a path with two labels is an error."""
-    labels: dict[str, int] = {}
+    first: dict[str, Sample] = {}  # resolved path -> the sample as first given
     for path, label in (s for source in sources for s in source):
-        key = str(Path(path).resolve())
-        if labels.setdefault(key, label) != label:
+        if first.setdefault(str(Path(path).resolve()), (path, label))[1] != label:
             raise DatasetError(f"{path} is labelled both {CLASSES[0]} and {CLASSES[1]}")
-    return list(labels.items())
+    return list(first.values())
 
 
 def group_keys(samples: Sequence[Sample], group_size: int = GROUP_SIZE) -> list[tuple]:

@@ -57,15 +57,14 @@ def predictions_grid(
 ) -> Path:
     """Up to `n` validation photos titled with truth, prediction and confidence.
 
-    Mistakes come first, most confident first; then correct ones, least confident first,
-    since those are the ones worth looking at.
+    Mistakes come first, then the least confident correct ones: the photos worth a look.
     """
     p = np.asarray(p_crack, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     pred = (p >= threshold).astype(np.int64)
     confidence = np.where(pred == 1, p, 1.0 - p)
     wrong = pred != y
-    order = np.lexsort((np.where(wrong, -confidence, confidence), ~wrong))[:n]
+    order = display_order(p, y, threshold)[:n]
     cols = min(8, max(1, len(order)))
     rows = max(1, -(-len(order) // cols))
     fig = Figure(figsize=(cols * 1.6, rows * 1.9 + 0.4), layout="constrained")
@@ -81,6 +80,14 @@ def predictions_grid(
             color="tab:red" if wrong[i] else "tab:green",
         )
     return _save(fig, path)
+
+
+def display_order(p_crack: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices: mistakes, most confident first, then correct ones, least confident first."""
+    pred = np.asarray(p_crack) >= threshold
+    confidence = np.where(pred, p_crack, 1.0 - np.asarray(p_crack))
+    wrong = pred != np.asarray(labels).astype(bool)
+    return np.lexsort((np.where(wrong, -confidence, confidence), ~wrong))
 
 
 def _thumbnail(path: str) -> np.ndarray:

@@ -60,7 +60,8 @@ def build_classifier(source: ModelSource, numerics: Numerics, pretrained: str) -
         payload = load_checkpoint(source.checkpoint, source.sha256)
         version = str(payload.get("version") or source.version)
         size = int((payload.get("recipe") or {}).get("image_size", 224))
-        return Classifier(model_from_checkpoint(payload), numerics, version, input_size=size)
+        threshold = float(payload.get("threshold") or 0.5)
+        return Classifier(model_from_checkpoint(payload), numerics, version, size, threshold)
     version = RANDOM_INIT_VERSION
     model = None
     if pretrained == "always" or (pretrained == "auto" and imagenet_available()):

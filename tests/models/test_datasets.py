@@ -223,3 +223,8 @@ def test_real_manifest_loads_and_splits_by_number_ranges() -> None:
     val_crack = {(_number(p) - 1) // 200 for p, y in val if y == 1}
     train_crack = {(_number(p) - 1) // 200 for p, y in train if y == 1}
     assert val_crack and not val_crack & train_crack
+
+
+def test_combine_keeps_paths_as_given(tmp_path: Path) -> None:
+    a = str(tmp_path / "sub" / ".." / "a.jpg")
+    assert combine([(a, 1)], [(str(tmp_path / "a.jpg"), 1)]) == [(a, 1)]

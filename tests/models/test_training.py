@@ -165,7 +165,7 @@ def test_a_short_run_learns_synthetic_cracks(
     held_out = make_synthetic_dataset(tmp_path / "test", 60, size=96, seed=12)
     recipe = Recipe(
         batch_size=16, epochs=6, image_size=64, num_workers=1, init="random",
-        precision=precision, channels_last=channels_last, time_limit_s=150,
+        precision=precision, channels_last=channels_last,
     )  # fmt: skip
     result = fine_tune(train, val, recipe, out_dir=tmp_path / "run")
     loader = make_loader(held_out, EvalPreset(64), 64, False, Recipe(num_workers=0), False)

@@ -1,0 +1,1 @@
+"""Throughput and latency benchmarks for crackq (`python -m benchmarks.run`, `make bench`)."""

@@ -1,0 +1,97 @@
+"""Quick fine-tuning measurement on real photos; prints one JSON line.
+
+Trains on up to 2,000 ozgenel photos and validates on ~1,000 from other file-number
+ranges (grouped_split holds out whole 200-number blocks per class), one epoch by default.
+Run: .venv/bin/python -m benchmarks.train_quick [--data DIR] [--epochs 1] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from models.datasets import class_counts, from_manifest, grouped_split
+from models.recipe import Recipe
+from models.training import TrainingCancelled, fine_tune
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = os.environ.get("CRACKQ_TEST_DATA", str(ROOT.parent / "shared" / "data" / "ozgenel"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
+    ap.add_argument("--train", type=int, default=2000)
+    ap.add_argument("--val", type=int, default=1000)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--init", default="random")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--time-limit", type=float, default=570.0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "train_quick")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+
+    samples = from_manifest(args.data / "manifest.csv")
+    parts = grouped_split(samples, val_fraction=0.2, seed=0)
+    val = random.Random(1).sample(parts.val, min(args.val, len(parts.val)))
+    recipe = Recipe(
+        batch_size=args.batch,
+        epochs=args.epochs,
+        init=args.init,
+        precision=args.precision,
+        num_workers=args.workers,
+        max_train_images=args.train,
+        time_limit_s=args.time_limit,
+    )
+    started = time.perf_counter()
+    line: dict[str, object] = {
+        "benchmark": "train_quick",
+        "recipe": recipe.to_dict(),
+        "val_counts": class_counts(val),
+        "torch_threads": torch.get_num_threads(),
+    }
+    try:
+        result = fine_tune(parts.train, val, recipe, out_dir=args.out, device=args.device)
+    except TrainingCancelled as exc:
+        line.update(status="cancelled", reason=exc.reason, history=exc.history)
+        line["wall_s"] = round(time.perf_counter() - started, 1)
+        print(json.dumps(line))
+        return 1
+    m = result.metrics
+    line.update(
+        status="ok",
+        numerics=result.numerics,
+        init=result.init,
+        train_images=result.train_images,
+        val_images=result.val_images,
+        skipped=len(result.skipped),
+        accuracy=round(m["accuracy"], 4),
+        f1=round(m["f1"], 4),
+        auc=None if m["auc"] is None else round(m["auc"], 4),
+        loss=round(m["loss"], 4),
+        confusion=m["confusion"],
+        chosen_threshold=round(m["chosen_threshold"], 4),
+        accuracy_at_chosen=round(m["at_chosen"]["accuracy"], 4),
+        f1_at_chosen=round(m["at_chosen"]["f1"], 4),
+        train_images_per_s=round(result.images_per_s, 2),
+        wall_s=round(result.wall_s, 1),
+        chart=str(result.chart_path),
+        grid=str(result.grid_path),
+    )
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Training runs end cleanly on bad data and cancel; the promoted model keeps serving."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from db import registry, runs
+from models.checkpoints import save_checkpoint
+from models.classifier import build_model
+from models.recipe import Recipe
+from models.synthetic import make_synthetic_dataset
+from worker.finetune import execute_run
+from worker.settings import Settings
+from worker.trainingdata import DataSpec
+
+pytestmark = pytest.mark.usefixtures("clean_tables")
+RECIPE = Recipe(
+    epochs=1, batch_size=16, image_size=64, num_workers=0, init="random", val_fraction=0.3
+)
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ft") / "data"
+    make_synthetic_dataset(root, 24, size=64, seed=3)
+    return root
+
+
+@pytest.fixture
+def promoted(sessions, tmp_path) -> str:
+    path = tmp_path / "v0.pt"
+    sha = save_checkpoint(path, build_model(), version="v0")
+    with sessions() as s, s.begin():
+        registry.register(
+            s, version="v0", checkpoint_uri=str(path), sha256=sha, architecture="resnet50"
+        )
+        registry.promote(s, "v0")
+    return "v0"
+
+
+def run(sessions, tmp_path: Path, spec: DataSpec, recipe: Recipe = RECIPE, cancel: bool = False):
+    run_id = f"r{len(list(tmp_path.iterdir()))}"
+    with sessions() as s, s.begin():
+        runs.create_run(
+            s, run_id, {"recipe": recipe.to_dict(), "auto_promote": True}, spec.to_dict()
+        )
+        if cancel:
+            runs.request_cancel(s, run_id)
+    reports: list[dict] = []
+    outcome = execute_run(run_id, Settings(data_dir=tmp_path / "state"), sessions, reports.append)
+    with sessions() as s:
+        return outcome, runs.get_run(s, run_id), reports
+
+
+def still_promoted(sessions, version: str) -> bool:
+    with sessions() as s:
+        return registry.promoted(s).version == version
+
+
+def test_corrupt_training_image_is_skipped_counted_and_reported(
+    sessions, tmp_path, synthetic_root
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root, data)
+    (data / "Positive" / "zz_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    outcome, row, reports = run(sessions, tmp_path, DataSpec(folders=[str(data)]))
+    assert outcome["status"] == "succeeded", row.message
+    assert row.data_summary["skipped"] == 1
+    assert "zz_corrupt.jpg" in str(row.data_summary["skipped_examples"])
+    assert reports and reports[-1]["event"] == "epoch"
+
+
+def test_empty_class_fails_clearly_and_keeps_the_promoted_model(
+    sessions, tmp_path, synthetic_root, promoted
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root, data)
+    for p in (data / "Negative").iterdir():
+        p.unlink()
+    outcome, row, _ = run(sessions, tmp_path, DataSpec(folders=[str(data)]))
+    assert outcome["status"] == "failed" and row.status == "failed"
+    assert "Negative" in row.message or "no_crack" in row.message
+    assert still_promoted(sessions, promoted)
+
+
+def test_unreadable_data_path_fails_clearly(sessions, tmp_path, promoted) -> None:
+    outcome, row, _ = run(sessions, tmp_path, DataSpec(folders=[str(tmp_path / "nope")]))
+    assert row.status == "failed" and "does not exist" in row.message
+    assert still_promoted(sessions, promoted)
+
+
+def test_cancel_stops_the_run_and_keeps_the_promoted_model(
+    sessions, tmp_path, synthetic_root, promoted
+) -> None:
+    outcome, row, _ = run(sessions, tmp_path, DataSpec(folders=[str(synthetic_root)]), cancel=True)
+    assert outcome["status"] == "cancelled" and row.status == "cancelled"
+    assert "cancel" in row.message
+    assert still_promoted(sessions, promoted)
+    with sessions() as s:
+        assert [v.version for v in registry.list_versions(s)] == ["v0"]
+
+
+def test_a_worse_model_is_registered_but_not_promoted(
+    sessions, tmp_path, synthetic_root, promoted
+) -> None:
+    # The promoted v0 is random; a run that starts from it and cannot beat it stays a candidate.
+    recipe = Recipe(
+        epochs=1,
+        batch_size=16,
+        image_size=64,
+        num_workers=0,
+        init="checkpoint",
+        lr=1e-9,
+        val_fraction=0.3,
+    )
+    outcome, row, _ = run(sessions, tmp_path, DataSpec(folders=[str(synthetic_root)]), recipe)
+    assert row.status == "succeeded"
+    assert row.metrics["baseline"]["version"] == "v0"
+    if not row.promoted:
+        assert still_promoted(sessions, promoted)
+        assert "did not beat" in row.message
