@@ -145,3 +145,18 @@ class Label(Base):
     label: Mapped[str] = mapped_column(String(16), nullable=False)
     labelled_by: Mapped[str] = mapped_column(String(200), nullable=False)
     labelled_at: Mapped[dt.datetime] = _now()
+
+
+class DeadLetter(Base):
+    """A message refused before it could become a result row, kept for operators to replay."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_received_at", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    task_id: Mapped[str | None] = mapped_column(String(255))
+    task_name: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    received_at: Mapped[dt.datetime] = _now()
+    replayed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

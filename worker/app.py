@@ -61,6 +61,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Undecodable (e.g. pickle), unknown and invalid messages land in dead_letters.
+        "worker_consumer": "worker.deadletter:DeadLetterConsumer",
         "enable_utc": True,
     }
 

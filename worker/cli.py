@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--classify", type=int, default=200, help="held-out photos to classify (default 200)"
     )
 
+    p = sub.add_parser(
+        "dead-letters", help="refused messages with their reason: list | show ID | replay ID"
+    )
+    p.add_argument("verb", choices=("list", "show", "replay"))
+    p.add_argument("id", nargs="?", type=int)
+    p.add_argument("--all", action="store_true", help="list replayed ones too")
+
     sub.add_parser("status", help="queue depths, workers and the served model")
     sub.add_parser("schema", help="print the JSON Schemas of the task arguments")
     return parser
@@ -270,6 +277,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(get_settings(), plan)
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from worker.training_commands import dead_letters_cmd
+
+    return dead_letters_cmd(args)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from worker import commands
     from worker.messages import json_schema
@@ -290,6 +303,7 @@ COMMANDS = {
     "models": cmd_models,
     "label": cmd_label,
     "demo": cmd_demo,
+    "dead-letters": cmd_dead_letters,
     "schema": cmd_schema,
 }
 

@@ -89,7 +89,9 @@ def loop(
 ) -> int:
     # CPU-sized: 112 px trains ~4x faster than 224; the checkpoint records its input size,
     # so the inference worker preprocesses to match.
-    recipe = Recipe(epochs=plan.epochs, batch_size=32, num_workers=1, val_fraction=0.2, image_size=112)
+    recipe = Recipe(
+        epochs=plan.epochs, batch_size=32, num_workers=1, val_fraction=0.2, image_size=112
+    )
     say(f"training on {manifest} ({plan.epochs} epoch(s), CPU-sized recipe)")
     run_id = start_run(
         app, sessions, DataSpec(manifests=[str(manifest)]), recipe, auto_promote=True

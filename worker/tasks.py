@@ -9,7 +9,10 @@ from typing import Any
 
 from celery.worker.request import Request
 
-from worker import control  # noqa: F401  (registers the crackq_model command)
+from worker import (
+    control,  # noqa: F401  (registers the crackq_model command)
+    deadletter,
+)
 from worker.app import CLASSIFY_MANY_TASK, CLASSIFY_TASK, FINE_TUNE_TASK, app
 from worker.batcher import BatchTask
 from worker.finetune import execute_run
@@ -51,6 +54,10 @@ class ClassifyTask(BatchTask):
                 valid.append(req)
             except InvalidMessage as exc:
                 log.error("refusing message %s: %s", req.id, exc)
+                payload = {"args": list(req.args or ()), "kwargs": req.kwargs}
+                if not deadletter.record(req.id, req.name, f"invalid arguments: {exc}", payload):
+                    req.reject(requeue=True)  # kept in the queue until it can be recorded
+                    continue
                 req.send_event("task-failed", exception=f"InvalidMessage({exc})", traceback="")
                 req.acknowledge()
             else:
@@ -91,8 +98,17 @@ class ClassifyTask(BatchTask):
     ignore_result=True,
 )
 def classify_one(self: ClassifyTask, **kwargs: Any) -> None:
-    """Classify one image reference (kwargs per messages.ClassifyArgs)."""
-    args = parse(ClassifyArgs, (), kwargs)
+    """Classify one image reference (kwargs per messages.ClassifyArgs).
+
+    Runs only where the pool cannot batch; the threads pool goes through run_batch.
+    """
+    try:
+        args = parse(ClassifyArgs, (), kwargs)
+    except InvalidMessage as exc:
+        deadletter.record(
+            self.request.id, self.name, f"invalid arguments: {exc}", {"kwargs": kwargs}
+        )
+        return
     classify([to_item(args, self.request.id)], get_runtime())
 
 
@@ -108,7 +124,13 @@ def classify_one(self: ClassifyTask, **kwargs: Any) -> None:
 )
 def classify_many(self: Any, **kwargs: Any) -> dict[str, int]:
     """Classify many references from one message, in model-sized chunks."""
-    args: ClassifyManyArgs = parse(ClassifyManyArgs, (), kwargs)
+    try:
+        args: ClassifyManyArgs = parse(ClassifyManyArgs, (), kwargs)
+    except InvalidMessage as exc:
+        deadletter.record(
+            self.request.id, self.name, f"invalid arguments: {exc}", {"kwargs": kwargs}
+        )
+        return {"items": 0, "written": 0}
     items = [to_item(a, f"{self.request.id}:{i}", args.batch_id) for i, a in enumerate(args.items)]
     written = 0
     for start in range(0, len(items), BULK_CHUNK):

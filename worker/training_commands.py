@@ -221,3 +221,48 @@ def label_cmd(args: argparse.Namespace) -> int:
         runs.set_label(session, args.request_id, args.label, args.by or getpass.getuser())
     print(f"labelled {args.request_id} as {args.label}")
     return 0
+
+
+def dead_letters_cmd(args: argparse.Namespace) -> int:
+    """List refused messages, or replay one (re-send its task with the stored kwargs)."""
+    from db import deadletters
+
+    with sessions()() as session, session.begin():
+        if args.verb == "list":
+            for d in deadletters.list_letters(session, include_replayed=args.all):
+                print(
+                    f"{d.id:>6}  {d.received_at:%Y-%m-%d %H:%M:%S}  {d.task_name or '-'}  "
+                    f"{d.task_id or '-'}  {d.reason}"
+                )
+            return 0
+        if args.id is None:
+            raise ValueError("dead-letters show/replay needs an ID")
+        letter = deadletters.get(session, args.id)
+        if args.verb == "show":
+            print(
+                to_json(
+                    {
+                        "id": letter.id,
+                        "task_id": letter.task_id,
+                        "task_name": letter.task_name,
+                        "reason": letter.reason,
+                        "payload": letter.payload,
+                        "received_at": letter.received_at,
+                        "replayed_at": letter.replayed_at,
+                    },
+                    indent=2,
+                )
+            )
+            return 0
+        kwargs = letter.payload.get("kwargs")
+        if not isinstance(kwargs, dict) or not letter.task_name:
+            raise ValueError(
+                f"dead letter {letter.id} has no decodable kwargs to replay "
+                "(undecodable bodies are kept for inspection only)"
+            )
+        from worker.app import app
+
+        app.send_task(letter.task_name, kwargs=kwargs, task_id=letter.task_id)
+        deadletters.mark_replayed(session, letter.id)
+    print(f"replayed dead letter {args.id} as {letter.task_name}")
+    return 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import func, select
 
 from db import registry, results
 from db.tables import Result
+
+pytestmark = pytest.mark.usefixtures("clean_tables")
 
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)
 
