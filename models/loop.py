@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ from models.classifier import Numerics
 from models.datasets import Batch, ImageDataset, Sample, collate_skip_bad
 from models.evaluation import autocast, to_input
 from models.recipe import Recipe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,8 +35,15 @@ class EpochStats:
 def make_loader(
     samples: list[Sample], transform: Any, batch_size: int, train: bool, recipe: Recipe, pin: bool
 ) -> DataLoader:
-    """A DataLoader over ImageDataset that drops unreadable images (see collate_skip_bad)."""
+    """A DataLoader over ImageDataset that drops unreadable images (see collate_skip_bad).
+
+    Inside a daemonic process (e.g. a prefork pool child) worker processes are not
+    allowed, so decoding then happens in this process.
+    """
     workers = recipe.num_workers
+    if workers and multiprocessing.current_process().daemon:
+        log.warning("daemonic process: DataLoader workers disabled, decoding in-process")
+        workers = 0
     return DataLoader(
         ImageDataset(samples, transform),
         batch_size=batch_size,

@@ -102,7 +102,8 @@ def loop(
         return 1
     m = run.metrics
     say(
-        f"run {run_id} -> model {run.model_version}: val accuracy {m['accuracy']:.4f}, AUC {m['auc']:.4f}; "
+        f"run {run_id} -> model {run.model_version}: val AUC {m['auc']:.4f}, accuracy {m['at_chosen']['accuracy']:.4f} at the chosen "
+        f"threshold {m['chosen_threshold']:.3g}; "
         f"{run.message}"
     )
     wait_serving(app, run.model_version)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from models.classifier import CRACK_INDEX, Classifier, resolve_numerics
 from models.datasets import Sample, load_rgb
@@ -20,7 +21,7 @@ from tests.conftest import real_data_or_skip
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 SIZE = 224
-TRAIN_PER_CLASS = 48  # 6 steps of 16: a CPU-sized run that still moves the weights away from init
+TRAIN_PER_CLASS = 48  # 6 steps of 16: ~300 photos took well over 60 s on 2 shared cores
 # Random init, bf16 autocast where native (the real recipe's numerics), no loader processes.
 RECIPE = Recipe(
     batch_size=16, epochs=1, image_size=SIZE, init="random", num_workers=0, lr=1e-3, seed=0
@@ -34,6 +35,29 @@ def _photos(data: Path, first: int, count: int) -> list[Sample]:
         for label, folder in ((0, "Negative"), (1, "Positive"))
         for path in sorted((data / folder).glob("*.jpg"))[first : first + count]
     ]
+
+
+def _pixels(samples: list[Sample]) -> list[np.ndarray]:
+    preset = EvalPreset(SIZE)
+    return [preset(load_rgb(path, SIZE)) for path, _ in samples]
+
+
+@torch.no_grad()
+def _recompute_bn_statistics(model: nn.Module, pixels: list[np.ndarray]) -> nn.Module:
+    """Replace BatchNorm running averages by exact statistics over `pixels` (precise BN).
+
+    After only a few steps the running averages (momentum 0.1) still hold much of their
+    initial 0/1, so in eval mode the model's outputs collapse towards 0.5 and the label
+    comparison would measure that artefact. The learned weights stay as trained.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over every batch below
+    model.train()
+    for i in range(0, len(pixels), 16):
+        model(normalise(stack(pixels[i : i + 16])))
+    return model.eval()
 
 
 def _p_crack(clf: Classifier, pixels: list[np.ndarray]) -> np.ndarray:
@@ -51,26 +75,24 @@ def test_bf16_channels_last_matches_fp32_on_200_held_out_photos(tmp_path: Path) 
     result = fine_tune(train, val, RECIPE, out_dir=tmp_path, device="cpu")
     train_s = time.perf_counter() - started
     assert result.init == "random" and result.train_images == len(train)
+    model = _recompute_bn_statistics(result.model, _pixels(train))
 
-    preset = EvalPreset(SIZE)
-    pixels = [preset(load_rgb(path, SIZE)) for path, _ in held_out]
-    fp32 = Classifier(
-        copy.deepcopy(result.model), resolve_numerics("cpu", "fp32", False), "fp32", SIZE
-    )
-    fast = Classifier(
-        copy.deepcopy(result.model), resolve_numerics("cpu", "bf16", True), "bf16", SIZE
-    )
+    pixels = _pixels(held_out)
+    fp32 = Classifier(copy.deepcopy(model), resolve_numerics("cpu", "fp32", False), "fp32", SIZE)
+    fast = Classifier(copy.deepcopy(model), resolve_numerics("cpu", "bf16", True), "bf16", SIZE)
     assert fast.numerics.dtype == torch.bfloat16 and fast.numerics.channels_last
     p32, p16 = _p_crack(fp32, pixels), _p_crack(fast, pixels)
 
-    # The comparison only means something if the model's outputs vary across photos.
-    assert p32.max() - p32.min() > 0.1, f"degenerate model: p_crack in [{p32.min()}, {p32.max()}]"
+    labels = np.array([label for _, label in held_out])
+    accuracy = float(np.mean((p32 >= 0.5) == labels))
     agreement = float(np.mean((p32 >= 0.5) == (p16 >= 0.5)))
     mean_abs = float(np.mean(np.abs(p32 - p16)))
     print(
-        f"\nparity: trained {len(train)} photos in {train_s:.0f} s; agreement {agreement:.4f}, "
-        f"mean |dp| {mean_abs:.5f}, max |dp| {np.abs(p32 - p16).max():.4f}, "
-        f"fp32 accuracy {np.mean((p32 >= 0.5) == np.array([lab for _, lab in held_out])):.3f}"
+        f"\nparity: trained on {len(train)} photos in {train_s:.0f} s; fp32 accuracy "
+        f"{accuracy:.3f}; agreement {agreement:.4f}; mean |dp| {mean_abs:.5f}; "
+        f"max |dp| {np.abs(p32 - p16).max():.4f}"
     )
+    # The comparison only means something for a model that learned the task.
+    assert accuracy >= 0.7, f"the quick model did not learn (accuracy {accuracy:.3f})"
     assert agreement >= 0.995
     assert mean_abs <= 0.01

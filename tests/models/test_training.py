@@ -173,3 +173,19 @@ def test_a_short_run_learns_synthetic_cracks(
     held = metrics(scored.labels, scored.p_crack)
     assert held["accuracy"] > 0.8, held
     assert held["auc"] > 0.9, held
+
+
+def _loader_workers(queue) -> None:  # runs in a daemonic child process
+    loader = make_loader([("x.jpg", 0)], EvalPreset(32), 1, False, Recipe(num_workers=2), False)
+    queue.put(loader.num_workers)
+
+
+def test_make_loader_decodes_in_process_inside_a_daemon() -> None:
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_loader_workers, args=(queue,), daemon=True)
+    child.start()
+    try:
+        assert queue.get(timeout=60) == 0
+    finally:
+        child.join(60)

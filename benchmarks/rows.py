@@ -1,0 +1,121 @@
+"""Enqueue benchmark messages, wait for their rows, read process memory and percentiles."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, text
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def message_rows(batch_id: str, refs: Sequence[str], first: int = 0) -> list[dict[str, Any]]:
+    """One classify row per ref, with distinct request ids `batch_id-<n>`."""
+    at = utcnow()
+    return [
+        {"request_id": f"{batch_id}-{first + i}", "image_ref": r, "batch_id": batch_id,
+         "submitted_at": at}
+        for i, r in enumerate(refs)
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How a wait for rows ended."""
+
+    done: int
+    seconds: float
+    timed_out: bool
+
+
+def final_count(engine: Engine, batch_id: str) -> int:
+    with engine.connect() as conn:
+        n = conn.scalar(
+            text("SELECT count(*) FROM results WHERE batch_id = :b AND status <> 'queued'"),
+            {"b": batch_id},
+        )
+    return int(n or 0)
+
+
+def wait_rows(engine: Engine, batch_id: str, expected: int, timeout_s: float) -> Wait:
+    """Poll until `expected` final rows of `batch_id` are committed or `timeout_s` passes."""
+    t0 = time.monotonic()
+    last_log, done = t0, 0
+    while True:
+        done = final_count(engine, batch_id)
+        now = time.monotonic()
+        if done >= expected or now - t0 > timeout_s:
+            if done < expected:
+                log.warning(
+                    "%s: %d/%d rows after %.0f s, giving up", batch_id, done, expected, now - t0
+                )
+            return Wait(done, now - t0, done < expected)
+        if now - last_log > 15:
+            log.info("%s: %d/%d rows after %.0f s", batch_id, done, expected, now - t0)
+            last_log = now
+        time.sleep(0.2)
+
+
+def batch_stats(engine: Engine, batch_id: str) -> dict[str, Any]:
+    """Row counts by status, batch sizes and the database-side span of one batch id."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE status = 'succeeded'), "
+                "count(*) FILTER (WHERE status = 'failed'), max(batch_size), avg(batch_size), "
+                "extract(epoch FROM max(finished_at) - min(started_at)) "
+                "FROM results WHERE batch_id = :b"
+            ),
+            {"b": batch_id},
+        ).one()
+    return {
+        "succeeded": int(row[0]),
+        "failed": int(row[1]),
+        "largest_batch_in_rows": int(row[2] or 0),
+        "mean_batch_in_rows": round(float(row[3] or 0), 1),
+        "db_span_s": round(float(row[4] or 0), 2),
+    }
+
+
+def latency_percentiles(engine: Engine, batch_id: str) -> dict[str, float]:
+    """p50/p95/p99/max of finished_at - submitted_at (ms) over the final rows of `batch_id`."""
+    with engine.connect() as conn:
+        ms = conn.scalars(
+            text(
+                "SELECT extract(epoch FROM finished_at - submitted_at) * 1000 FROM results "
+                "WHERE batch_id = :b AND status <> 'queued' AND submitted_at IS NOT NULL"
+            ),
+            {"b": batch_id},
+        ).all()
+    if not ms:
+        return {}
+    a = np.asarray(ms, dtype=float)
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {
+        "p50_ms": round(float(p50), 1),
+        "p95_ms": round(float(p95), 1),
+        "p99_ms": round(float(p99), 1),
+        "max_ms": round(float(a.max()), 1),
+        "mean_ms": round(float(a.mean()), 1),
+    }
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """VmRSS (now) and VmHWM (peak) of `pid` in MiB, from /proc."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = round(int(value.split()[0]) / 1024.0, 1)
+    return {"rss_mb": fields.get("VmRSS", 0.0), "peak_rss_mb": fields.get("VmHWM", 0.0)}

@@ -1,0 +1,174 @@
+"""`python -m benchmarks.run [--n N] [--only NAME,...]`: every benchmark in one run, JSON lines.
+
+One JSON object per benchmark on stdout, then a `summary` line with the issue's ratios;
+progress goes to stderr. Only loopback services are used: a database of its own
+(crackq_bench_<pid>, dropped at the end) and Redis db 13 (flushed before and after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import services
+
+log = logging.getLogger("benchmarks")
+NAMES = ("model", "bulk_write", "e2e", "trickle", "rss", "naive")
+DEFAULT_RSS_IMAGES, FULL_RSS_IMAGES = 6_000, 20_000
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--n", type=int, default=2000, help="photos for e2e (default 2000)")
+    parser.add_argument("--naive-n", type=int, default=400, help="photos for naive (default 400)")
+    parser.add_argument("--trickle-s", type=float, default=40.0, help="trickle duration (s)")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(NAMES)}")
+    parser.add_argument(
+        "--with-rss", action="store_true", help=f"rss up to {FULL_RSS_IMAGES:,} images (~10 min)"
+    )
+    args = parser.parse_args(argv)
+    args.want = set(filter(None, args.only.split(","))) or set(NAMES)
+    unknown = args.want - set(NAMES)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(NAMES)}")
+    if args.n < 1 or args.naive_n < 1:
+        parser.error("--n and --naive-n must be >= 1")
+    full = args.with_rss or "rss" in set(filter(None, args.only.split(",")))
+    args.rss_target = FULL_RSS_IMAGES if full else DEFAULT_RSS_IMAGES
+    return args
+
+
+def host_info() -> dict[str, Any]:
+    import torch
+
+    from models.classifier import cpu_has_bf16
+    from worker.launch import find_allocator
+    from worker.settings import get_settings
+
+    lib = find_allocator(get_settings().allocator)
+    return {
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "allocator": Path(lib).name if lib else "system",
+        "bf16_native": cpu_has_bf16(),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def summary(found: dict[str, dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    """The issue's ratios, from whichever of their inputs were measured."""
+
+    def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
+        return round(a / b, digits) if a is not None and b else None
+
+    model, e2e, naive = found.get("model", {}), found.get("e2e", {}), found.get("naive", {})
+    trickle = found.get("trickle", {})
+    fast = model.get("fast", {}).get("images_per_s")
+    return {
+        "bench": "summary",
+        "e2e_over_model_fast": ratio(e2e.get("images_per_s"), fast),
+        "e2e_over_naive": ratio(e2e.get("images_per_s"), naive.get("images_per_s"), 2),
+        "trickle_p50_over_single_image": ratio(
+            trickle.get("p50_ms"), model.get("single_image_ms_p50"), 2
+        ),
+        "inputs": {
+            "e2e_images_per_s": e2e.get("images_per_s"),
+            "model_fast_images_per_s": fast,
+            "naive_images_per_s": naive.get("images_per_s"),
+            "trickle_p50_ms": trickle.get("p50_ms"),
+            "single_image_ms_p50": model.get("single_image_ms_p50"),
+        },
+        "wall_s": round(wall_s, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
+    )
+    services.point_settings_here()  # before anything reads crackq's settings
+    started = time.monotonic()
+    host = host_info()
+    found: dict[str, dict[str, Any]] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="crackq-bench-"))
+    log.info("running %s; logs in %s; host %s", sorted(args.want), tmp, host)
+    failed = False
+
+    def emit(result: dict[str, Any]) -> None:
+        found[result["bench"]] = result
+        # Other jobs on a shared host skew figures; the load at each line tells by how much.
+        load = round(os.getloadavg()[0], 2)
+        print(json.dumps({**result, "load_avg_1m_at_end": load, "host": host}), flush=True)
+
+    def attempt(name: str, fn: Any, *a: Any) -> None:
+        nonlocal failed
+        try:
+            out = fn(*a)
+            for result in out if isinstance(out, list) else [out]:
+                emit(result)
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            log.exception("%s failed", name)
+            failed = True
+            emit({"bench": name, "error": f"{type(exc).__name__}: {exc}"})
+
+    from benchmarks import baselines, model_speed, worker_bench
+
+    if "model" in args.want:
+        attempt("model", lambda: {"bench": "model", **model_speed.measure(_allocator_path())})
+    worker_benches = args.want & {"e2e", "trickle", "rss"}
+    needs_services = worker_benches or args.want & {"naive", "bulk_write"}
+    if needs_services:
+        from db.session import make_engine
+
+        with (
+            services.photos(max(args.n, args.naive_n)) as photos,
+            services.bench_database() as url,
+            services.bench_redis(),
+        ):
+            engine = make_engine(url)
+            try:
+                if "bulk_write" in args.want:
+                    attempt("bulk_write", baselines.bulk_write, engine)
+                if worker_benches:
+                    want = args.want | {"e2e"}  # trickle and rss run after the e2e load
+                    attempt(
+                        "e2e",
+                        worker_bench.run,
+                        photos,
+                        engine,
+                        tmp,
+                        args.n,
+                        want,
+                        args.rss_target,
+                        args.trickle_s,
+                    )
+                if "naive" in args.want:
+                    attempt("naive", baselines.naive, photos, engine, tmp, args.naive_n)
+            finally:
+                engine.dispose()
+    emit(summary(found, time.monotonic() - started))
+    if failed:
+        log.error("some benchmarks failed; worker logs kept in %s", tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def _allocator_path() -> str | None:
+    from worker.launch import find_allocator
+    from worker.settings import get_settings
+
+    return find_allocator(get_settings().allocator)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

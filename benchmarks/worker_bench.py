@@ -1,0 +1,128 @@
+"""e2e, trickle and rss: one real `crackq worker -Q inference` process, photos sent one per message."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from benchmarks.rows import (
+    batch_stats,
+    latency_percentiles,
+    message_rows,
+    rss_mb,
+    utcnow,
+    wait_rows,
+)
+from benchmarks.services import Photos
+from tests.procs import READY, worker
+
+log = logging.getLogger(__name__)
+
+
+def largest_logged_batch(log_text: str) -> int:
+    return max((int(n) for n in re.findall(r"batch of (\d+) predicted", log_text)), default=0)
+
+
+def run(
+    photos: Photos,
+    engine: Engine,
+    tmp: Path,
+    n: int,
+    want: set[str],
+    rss_target: int,
+    trickle_s: float = 40.0,
+) -> list[dict[str, Any]]:
+    """The selected worker benchmarks in order e2e -> trickle -> rss, all on one worker."""
+    from worker.app import app
+    from worker.enqueue import send
+
+    out: list[dict[str, Any]] = []
+    send(app, message_rows("bench-e2e", photos.cycle(0, n)))  # all queued before the worker
+    log.info("e2e: %d messages queued; starting the worker", n)
+    env = {"CRACKQ_ALLOWED_ROOTS": str(photos.root), "CRACKQ_BATCH_SIZE": "32"}
+    with worker(tmp, "bench", env=env) as w:
+        assert w.proc is not None
+        w.wait_for_log(READY, 300)
+        t_ready = time.monotonic()
+        waited = wait_rows(engine, "bench-e2e", n, timeout_s=120 + n / 2)
+        seconds = time.monotonic() - t_ready
+        seen = waited.done
+        e2e = {
+            "bench": "e2e",
+            "images": n,
+            "seconds": round(seconds, 2),
+            "images_per_s": round(waited.done / seconds, 2),
+            "largest_batch": largest_logged_batch(w.log()),
+            **batch_stats(engine, "bench-e2e"),
+            "timed_out": waited.timed_out,
+            **rss_mb(w.proc.pid),
+        }
+        out.append(e2e)
+        readings = [{"images": seen, **rss_mb(w.proc.pid)}]
+        if "trickle" in want and not waited.timed_out:
+            result = trickle(engine, photos, seen, e2e["images_per_s"] / 2, trickle_s)
+            out.append(result)
+            seen += result["images"]
+            readings.append({"images": seen, **rss_mb(w.proc.pid)})
+        if "rss" in want:
+            more, timed_out = max(0, rss_target - seen), False
+            if more:
+                send(app, message_rows("bench-rss", photos.cycle(seen, more)))
+                log.info("rss: %d more messages queued (target %d images)", more, rss_target)
+                extra = wait_rows(engine, "bench-rss", more, timeout_s=120 + more / 2)
+                seen, timed_out = seen + extra.done, extra.timed_out
+                readings.append({"images": seen, **rss_mb(w.proc.pid)})
+            out.append(
+                {
+                    "bench": "rss",
+                    "readings": readings,
+                    "target_images": rss_target,
+                    "growth_mb": round(readings[-1]["rss_mb"] - readings[0]["rss_mb"], 1),
+                    "full_run": rss_target >= 20_000,
+                    "note": "default stops at 6,000 images; --with-rss or --only rss "
+                    "runs to 20,000 (photos cycled, distinct request ids)",
+                    "timed_out": timed_out,
+                }
+            )
+    return out
+
+
+def trickle(
+    engine: Engine, photos: Photos, first: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """One message at a time at `rate`/s for `seconds`; latency percentiles from the rows."""
+    from worker.app import app
+    from worker.enqueue import send
+
+    rate = max(rate, 0.5)
+    count = max(10, int(rate * seconds))
+    refs = photos.cycle(first, count)
+    log.info("trickle: %d messages at %.1f/s", count, rate)
+    t0 = time.monotonic()
+    for i, ref in enumerate(refs):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        row = message_rows("bench-trickle", [ref], first=i)[0]
+        row["submitted_at"] = utcnow()  # stamped at the moment it is sent
+        send(app, [row])
+    sent_s = time.monotonic() - t0
+    waited = wait_rows(engine, "bench-trickle", count, timeout_s=120)
+    stats = batch_stats(engine, "bench-trickle")
+    return {
+        "bench": "trickle",
+        "images": count,
+        "target_rate_per_s": round(rate, 2),
+        "achieved_send_rate_per_s": round(count / sent_s, 2),
+        "send_seconds": round(sent_s, 1),
+        **latency_percentiles(engine, "bench-trickle"),
+        "largest_batch_in_rows": stats["largest_batch_in_rows"],
+        "mean_batch_in_rows": stats["mean_batch_in_rows"],
+        "failed": stats["failed"],
+        "timed_out": waited.timed_out,
+    }
