@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -55,17 +56,22 @@ def write_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     if not rows:
         return 0
     values = [{k: r.get(k) for k in ("request_id", *OUTCOME_COLUMNS)} for r in rows]
-    stmt = insert(Result).values(values)
+    result = session.execute(_upsert_statement(), values)  # executemany: one cached statement
+    return len(result.all())
+
+
+@functools.cache
+def _upsert_statement() -> Any:
+    """The upsert, built and compiled once; rows go in as parameters, not as SQL text."""
+    stmt = insert(Result)
     update: dict[str, Any] = {c: stmt.excluded[c] for c in OUTCOME_COLUMNS if c != "submitted_at"}
     update["submitted_at"] = func.coalesce(Result.submitted_at, stmt.excluded.submitted_at)
     update["updated_at"] = func.now()
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[Result.request_id],
         set_=update,
         where=Result.status == "queued",
-    )
-    result = session.execute(stmt)
-    return int(getattr(result, "rowcount", 0) or 0)
+    ).returning(Result.request_id)
 
 
 def finished_ids(session: Session, request_ids: Iterable[str]) -> set[str]:

@@ -172,10 +172,8 @@ def write_rows(rows: list[dict[str, Any]], rt: Runtime, attempts: int = 6) -> No
             with rt.sessions() as session, session.begin():
                 results.write_outcomes(session, rows)
             return
-        except (OperationalError, DBAPIError) as exc:
-            if not getattr(exc, "connection_invalidated", False) and not isinstance(
-                exc, OperationalError
-            ):
+        except DBAPIError as exc:  # OperationalError: server gone, refusing, restarting
+            if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
                 raise
             log.warning(
                 "storing %d rows failed (attempt %d/%d): %s", len(rows), attempt, attempts, exc
