@@ -7,10 +7,10 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from db.staging import copy_into_stage
 from db.tables import Result
 
 # Columns a final outcome may set; anything else in a row dict is ignored.
@@ -34,44 +34,55 @@ OUTCOME_COLUMNS = (
 )
 
 
+QUEUED_COLUMNS = ("request_id", "image_ref", "batch_id", "submitted_at")
+WRITE_COLUMNS = ("request_id", *OUTCOME_COLUMNS)
+
+
 def insert_queued(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
     """Insert `queued` rows, skipping request ids that exist; returns the ids inserted."""
     if not rows:
         return set()
-    stmt = (
-        insert(Result)
-        .values([{**r, "status": "queued"} for r in rows])
-        .on_conflict_do_nothing(index_elements=[Result.request_id])
-        .returning(Result.request_id)
-    )
-    return set(session.scalars(stmt))
+    stage = copy_into_stage(session, "results", QUEUED_COLUMNS, rows)
+    return set(session.scalars(text(_insert_queued_sql(stage))))
 
 
 def write_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Upsert final outcomes in one statement; the first final outcome of an id wins.
 
     A request id that is already `succeeded` or `failed` keeps its row untouched, so a
-    redelivered message can never change or duplicate a stored result.
+    redelivered message can never change or duplicate a stored result. The rows go in by
+    COPY (db.staging); returns how many rows were inserted or updated.
     """
     if not rows:
         return 0
-    values = [{k: r.get(k) for k in ("request_id", *OUTCOME_COLUMNS)} for r in rows]
-    result = session.execute(_upsert_statement(), values)  # executemany: one cached statement
-    return len(result.all())
+    stage = copy_into_stage(session, "results", WRITE_COLUMNS, rows)
+    return len(session.execute(text(_upsert_sql(stage))).all())
 
 
 @functools.cache
-def _upsert_statement() -> Any:
-    """The upsert, built and compiled once; rows go in as parameters, not as SQL text."""
-    stmt = insert(Result)
-    update: dict[str, Any] = {c: stmt.excluded[c] for c in OUTCOME_COLUMNS if c != "submitted_at"}
-    update["submitted_at"] = func.coalesce(Result.submitted_at, stmt.excluded.submitted_at)
-    update["updated_at"] = func.now()
-    return stmt.on_conflict_do_update(
-        index_elements=[Result.request_id],
-        set_=update,
-        where=Result.status == "queued",
-    ).returning(Result.request_id)
+def _insert_queued_sql(stage: str) -> str:
+    cols = ", ".join(QUEUED_COLUMNS)
+    # DISTINCT ON: a request id repeated within one call is one row, as with VALUES.
+    return (
+        f"INSERT INTO results ({cols}, status) "
+        f"SELECT DISTINCT ON (request_id) {cols}, 'queued' FROM {stage} "
+        "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+    )
+
+
+@functools.cache
+def _upsert_sql(stage: str) -> str:
+    cols = ", ".join(WRITE_COLUMNS)
+    updates = [f"{c} = EXCLUDED.{c}" for c in OUTCOME_COLUMNS if c != "submitted_at"]
+    updates += [
+        "submitted_at = coalesce(results.submitted_at, EXCLUDED.submitted_at)",
+        "updated_at = now()",
+    ]
+    return (
+        f"INSERT INTO results ({cols}) SELECT DISTINCT ON (request_id) {cols} FROM {stage} "
+        f"ON CONFLICT (request_id) DO UPDATE SET {', '.join(updates)} "
+        "WHERE results.status = 'queued' RETURNING request_id"
+    )
 
 
 def finished_ids(session: Session, request_ids: Iterable[str]) -> set[str]:

@@ -19,7 +19,9 @@ class Recipe:
 
     init: `auto` = ImageNet weights when cached locally, else the promoted checkpoint when
     one is given, else random. precision: `auto` = bf16 autocast on CUDA and bf16-capable
-    CPUs, fp16 on GPUs without bf16, fp32 otherwise.
+    CPUs, fp16 on GPUs without bf16, fp32 otherwise. precise_bn_images: after each
+    epoch, BatchNorm statistics are recomputed over this many training images (0: keep
+    the running averages); not part of the card, it fixes short runs (see loop.precise_bn).
     """
 
     batch_size: int = 32
@@ -38,6 +40,7 @@ class Recipe:
     val_fraction: float = 0.2
     max_train_images: int | None = None
     time_limit_s: float | None = None
+    precise_bn_images: int = 1024
 
     def __post_init__(self) -> None:
         _choice("init", self.init, INITS)
@@ -47,8 +50,9 @@ class Recipe:
         for name in ("batch_size", "epochs", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"recipe {name} must be >= 1, got {getattr(self, name)}")
-        if self.num_workers < 0:
-            raise ValueError(f"recipe num_workers must be >= 0, got {self.num_workers}")
+        for name in ("num_workers", "precise_bn_images"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"recipe {name} must be >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"recipe lr must be a positive number, got {self.lr}")
         if self.weight_decay < 0:

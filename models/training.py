@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from models import plots
 from models.checkpoints import save_checkpoint
@@ -29,6 +30,7 @@ from models.loop import (
     guarded,
     lr_schedule,
     make_loader,
+    precise_bn,
     shutdown_workers,
     train_one_epoch,
 )
@@ -232,6 +234,7 @@ def fine_tune(
     pin, size, batch = numerics.device.type == "cuda", recipe.image_size, recipe.batch_size
     train_loader = make_loader(train, TrainPreset(size), batch, True, recipe, pin)
     val_loader = make_loader(val_samples, EvalPreset(size), 2 * batch, False, recipe, pin)
+    bn_loader = _precise_bn_loader(train, recipe, pin)
     steps = recipe.epochs * len(train_loader)
     optimizer = torch.optim.AdamW(model.parameters(), recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = lr_schedule(recipe, optimizer, steps)
@@ -249,11 +252,15 @@ def fine_tune(
                 model, guarded(train_loader, run.check), optimizer, scheduler, numerics,
                 grad_clip=recipe.grad_clip, scaler=scaler, on_step=run.step,
             )  # fmt: skip
+            if bn_loader is not None:
+                used = precise_bn(model, guarded(bn_loader, run.check), numerics)
+                log.info("epoch %d: BatchNorm statistics recomputed over %d images", epoch, used)
             result = evaluate(model, guarded(val_loader, run.check), numerics)
             run.end_epoch(stats, result, model)
     finally:
-        shutdown_workers(train_loader)
-        shutdown_workers(val_loader)
+        for loader in (train_loader, val_loader, bn_loader):
+            if loader is not None:
+                shutdown_workers(loader)
     assert run.best is not None  # recipe.epochs >= 1
     _, weights, result, best = run.best
     model.load_state_dict(weights)
@@ -281,6 +288,15 @@ def fine_tune(
         chart_path=chart,
         grid_path=grid,
     )
+
+
+def _precise_bn_loader(train: list[Sample], recipe: Recipe, pin: bool) -> DataLoader | None:
+    """Eval-transformed training images for precise_bn, or None when the recipe turns it off."""
+    if not recipe.precise_bn_images:
+        return None
+    count = min(recipe.precise_bn_images, len(train))
+    chosen = random.Random(recipe.seed + 2).sample(train, count)
+    return make_loader(chosen, EvalPreset(recipe.image_size), recipe.batch_size, False, recipe, pin)
 
 
 def _training_set(samples: list[Sample], recipe: Recipe) -> list[Sample]:

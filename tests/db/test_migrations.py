@@ -9,6 +9,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ProgrammingError
 
 from db.base import Base
 from tests.conftest import PG_ADMIN_URL
@@ -72,3 +74,56 @@ def test_reporting_view_columns_are_stable(database_url: str) -> None:
         "latency_ms",
         "created_at",
     ]
+
+
+def _privileged(url: str, table: str) -> bool:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return bool(
+                conn.scalar(
+                    text("SELECT has_table_privilege('crackq_reporting', :t, 'SELECT')"),
+                    {"t": table},
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_reporting_grants_go_down_and_up_with_their_migration(scratch_url: str) -> None:
+    upgrade(scratch_url)
+    assert _privileged(scratch_url, "crackq_results_v1") and _privileged(scratch_url, "results")
+    downgrade(scratch_url, "0003")
+    assert not _privileged(scratch_url, "results")
+    upgrade(scratch_url)
+    assert _privileged(scratch_url, "results")
+
+
+def test_reporting_role_reads_results_and_nothing_else(database_url: str) -> None:
+    login = f"crackq_report_test_{os.getpid()}"
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{login}" LOGIN IN ROLE crackq_reporting'))
+    reader = create_engine(make_url(database_url).set(username=login, password=None))
+    try:
+        with reader.connect() as conn:
+            conn.execute(text("SELECT count(*) FROM crackq_results_v1"))
+            conn.execute(text("SELECT count(*) FROM results"))
+            conn.execute(text("SELECT count(*) FROM model_versions"))
+        refused = [
+            "INSERT INTO results (request_id, image_ref, status) VALUES ('x', 'x', 'queued')",
+            "UPDATE results SET label = 'crack'",
+            "DELETE FROM results",
+            "SELECT count(*) FROM dead_letters",
+            "SELECT count(*) FROM training_runs",
+            "SELECT count(*) FROM labels",
+            "CREATE TABLE mine (x int)",
+        ]
+        for statement in refused:
+            with reader.connect() as conn, pytest.raises(ProgrammingError, match="permission denied"):
+                conn.execute(text(statement))
+    finally:
+        reader.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP ROLE IF EXISTS "{login}"'))
+        admin.dispose()

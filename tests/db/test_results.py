@@ -71,3 +71,22 @@ def test_registry_promote_and_rollback(db_session) -> None:
     assert registry.get(db_session, "v1").status == "retired"
     assert registry.rollback(db_session).version == "v1"
     assert registry.get(db_session, "v2").status == "retired"
+
+
+def test_copy_keeps_awkward_text_empty_strings_and_nulls_exact(db_session) -> None:
+    awkward = 'quote " comma , newline \n tab \t backslash \\N unicode é 裂缝 nul \x00 end'
+    failed = {**outcome("odd", status="failed"), "label": None, "confidence": None}
+    failed |= {"error_code": "", "error_message": awkward, "batch_size": 7, "decode_ms": 1e-9}
+    assert results.write_outcomes(db_session, [failed]) == 1
+    row = db_session.scalar(select(Result).where(Result.request_id == "odd"))
+    assert row.error_message == awkward.replace("\x00", "\ufffd")
+    assert row.error_code == "" and row.label is None and row.confidence is None
+    assert row.batch_size == 7 and row.decode_ms == 1e-9 and row.finished_at == NOW
+
+
+def test_two_writes_in_one_transaction_do_not_see_each_other(db_session) -> None:
+    assert results.write_outcomes(db_session, [outcome("t1"), outcome("t2")]) == 2
+    assert results.write_outcomes(db_session, [outcome("t3")]) == 1
+    assert results.write_outcomes(db_session, [outcome("t4"), outcome("t4")]) == 1
+    ids = ["t1", "t2", "t3", "t4"]
+    assert results.status_counts(db_session, ids) == {"succeeded": 4}

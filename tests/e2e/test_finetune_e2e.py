@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from db import registry, runs
 from db.tables import Result
 from tests.conftest import real_data_or_skip
-from tests.procs import READY, worker
+from tests.e2e.test_flower import AUTH, free_port
+from tests.procs import READY, Proc, worker
 
 pytestmark = pytest.mark.usefixtures("redis_client", "clean_tables")
 
@@ -51,12 +54,20 @@ def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
         "CRACKQ_ALLOWED_ROOTS": str(real_data_or_skip()),
         "CRACKQ_DATA_DIR": str(tmp_path / "state"),
     }
+    port = free_port()
+    flower = Proc(
+        [sys.executable, "-m", "worker.cli", "flower", f"--port={port}"],
+        tmp_path / "flower.log",
+        env={"CRACKQ_FLOWER_BASIC_AUTH": ":".join(AUTH)},
+    )
     with (
+        flower,
         worker(tmp_path, "inf", env=env) as inf,
         worker(tmp_path, "train", queue="training", env=env) as tr,
     ):
         inf.wait_for_log(READY, 120)
         tr.wait_for_log(READY, 120)
+        flower.wait_for_log(r"Visit me at|Registered tasks", 60)
         before = classify_and_wait(sessions, probe)
         assert {r.model_version for r in before} == {"untrained-random-init"}
 
@@ -86,7 +97,7 @@ def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
         )
         assert out.returncode == 0, out.stderr
         run_id = out.stdout.strip()
-        seen, progress_steps = [], set()
+        seen, progress_steps, in_flower, answers = [], set(), [], []
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             with sessions() as s:
@@ -95,12 +106,22 @@ def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
                 seen.append(run.status)
             if run.progress.get("step"):
                 progress_steps.add((run.progress.get("epoch"), run.progress["step"]))
+            if run.status == "running" and not in_flower:
+                # Operators see the same progress in Flower: the task's state meta.
+                answer = requests.get(
+                    f"http://127.0.0.1:{port}/api/task/info/{run_id}", auth=AUTH, timeout=5
+                )
+                answers.append(answer.text)
+                if answer.status_code == 200 and answer.json()["state"] == "PROGRESS":
+                    in_flower.append(answer.json()["result"])
             if run.status in ("succeeded", "failed", "cancelled"):
                 break
             time.sleep(0.2)
         assert run.status == "succeeded", (run.message, tr.log()[-3000:])
         assert seen[-2:] == ["running", "succeeded"] and seen[0] in ("queued", "running")
         assert len(progress_steps) >= 2, progress_steps
+        assert in_flower, answers[-3:]
+        assert re.match(r"step: epoch 1/1 step \d+/\d+ loss \d\.\d{4} ", in_flower[0]), in_flower
         art = Path(run.artifacts_dir)
         for name in ("training.png", "predictions.png", "metrics.json"):
             assert (art / name).stat().st_size > 1000 or name == "metrics.json"

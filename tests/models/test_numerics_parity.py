@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from models.classifier import CRACK_INDEX, Classifier, resolve_numerics
 from models.datasets import Sample, load_rgb
@@ -42,24 +41,6 @@ def _pixels(samples: list[Sample]) -> list[np.ndarray]:
     return [preset(load_rgb(path, SIZE)) for path, _ in samples]
 
 
-@torch.no_grad()
-def _recompute_bn_statistics(model: nn.Module, pixels: list[np.ndarray]) -> nn.Module:
-    """Replace BatchNorm running averages by exact statistics over `pixels` (precise BN).
-
-    After only a few steps the running averages (momentum 0.1) still hold much of their
-    initial 0/1, so in eval mode the model's outputs collapse towards 0.5 and the label
-    comparison would measure that artefact. The learned weights stay as trained.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # cumulative average over every batch below
-    model.train()
-    for i in range(0, len(pixels), 16):
-        model(normalise(stack(pixels[i : i + 16])))
-    return model.eval()
-
-
 def _p_crack(clf: Classifier, pixels: list[np.ndarray]) -> np.ndarray:
     probs = [clf.predict(normalise(stack(pixels[i : i + 32]))) for i in range(0, len(pixels), 32)]
     return torch.cat(probs)[:, CRACK_INDEX].double().numpy()
@@ -75,7 +56,8 @@ def test_bf16_channels_last_matches_fp32_on_200_held_out_photos(tmp_path: Path) 
     result = fine_tune(train, val, RECIPE, out_dir=tmp_path, device="cpu")
     train_s = time.perf_counter() - started
     assert result.init == "random" and result.train_images == len(train)
-    model = _recompute_bn_statistics(result.model, _pixels(train))
+    # fine_tune recomputed BatchNorm statistics over the training photos (precise BN).
+    model = result.model.eval()
 
     pixels = _pixels(held_out)
     fp32 = Classifier(copy.deepcopy(model), resolve_numerics("cpu", "fp32", False), "fp32", SIZE)

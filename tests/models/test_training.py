@@ -13,8 +13,9 @@ from PIL import Image
 
 from models.checkpoints import expected_sha256, load_checkpoint, model_from_checkpoint
 from models.classifier import build_model, imagenet_available, resolve_numerics
-from models.datasets import DatasetError, Sample
-from models.evaluation import evaluate, metrics
+from models.datasets import Batch, DatasetError, Sample
+from models.evaluation import evaluate, metrics, to_input
+from models.loop import precise_bn
 from models.recipe import Recipe
 from models.synthetic import make_synthetic_dataset
 from models.training import (
@@ -189,3 +190,37 @@ def test_make_loader_decodes_in_process_inside_a_daemon() -> None:
         assert queue.get(timeout=60) == 0
     finally:
         child.join(60)
+
+
+def _batch(images: torch.Tensor) -> Batch:
+    n = len(images)
+    return Batch(images, torch.zeros(n, dtype=torch.long), torch.arange(n), [])
+
+
+def test_precise_bn_replaces_stale_running_statistics_with_the_data_average() -> None:
+    numerics = resolve_numerics("cpu", "fp32", channels_last=False)
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
+    bn = model[0]
+    bn.running_mean.fill_(5.0)  # stale: nothing like the data below
+    generator = torch.Generator().manual_seed(0)
+    data = [torch.randint(0, 256, (4, 8, 8, 3), dtype=torch.uint8, generator=generator)]
+    data.append(torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8, generator=generator))
+    model.eval()
+
+    used = precise_bn(model, [_batch(x) for x in data], numerics)
+
+    inputs = torch.cat([to_input(x, numerics) for x in data])
+    assert used == 6 and not model.training and bn.momentum == 0.1
+    # The plain average of per-batch means, not the running average from 5.0.
+    expected = torch.stack([to_input(x, numerics).mean((0, 2, 3)) for x in data]).mean(0)
+    assert torch.allclose(bn.running_mean, expected, atol=1e-5)
+    assert abs(bn.running_mean - inputs.mean((0, 2, 3))).max() < 0.2
+
+
+def test_precise_bn_without_images_keeps_the_old_statistics() -> None:
+    numerics = resolve_numerics("cpu", "fp32", channels_last=False)
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
+    model[0].running_mean.fill_(5.0)
+    empty = _batch(torch.zeros((0, 8, 8, 3), dtype=torch.uint8))
+    assert precise_bn(model, [empty], numerics) == 0
+    assert torch.equal(model[0].running_mean, torch.full((3,), 5.0))

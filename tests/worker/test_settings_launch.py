@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.launch import flower_launch, worker_launch
+from worker.launch import find_allocator, flower_launch, worker_launch
 from worker.settings import Settings
 
 
@@ -35,9 +35,18 @@ def test_inference_worker_uses_threads_pool_and_prefetches_batches() -> None:
     assert "LD_PRELOAD" not in launch.env
 
 
-def test_training_worker_forks_one_child() -> None:
+def test_training_worker_runs_one_run_at_a_time() -> None:
     argv = " ".join(worker_launch(Settings(), "training").argv)
     assert "-Q training" in argv and "-P threads" in argv and "-c 1" in argv
+
+
+@pytest.mark.parametrize("queue", ["inference", "training"])
+def test_both_workers_preload_the_chosen_allocator(queue: str) -> None:
+    lib = find_allocator("auto")
+    if lib is None:
+        pytest.skip("neither tcmalloc nor jemalloc is installed here")
+    launch = worker_launch(Settings(allocator="auto"), queue)
+    assert launch.env["LD_PRELOAD"].endswith(lib)
 
 
 def test_unknown_queue_is_refused() -> None:
