@@ -109,6 +109,20 @@ def status_counts(session: Session, request_ids: Sequence[str]) -> dict[str, int
     return counts
 
 
+def recent_activity(session: Session, seconds: float) -> dict[str, int]:
+    """Rows still queued, and final rows (and failed ones) finished in the last `seconds`."""
+    since = func.now() - dt.timedelta(seconds=seconds)
+    recent = Result.finished_at >= since
+    row = session.execute(
+        select(
+            func.count().filter(Result.status == "queued"),
+            func.count().filter(recent, Result.status != "queued"),
+            func.count().filter(recent, Result.status == "failed"),
+        )
+    ).one()
+    return {"queued": int(row[0]), "finished": int(row[1]), "failed": int(row[2])}
+
+
 def query_results(
     session: Session,
     *,

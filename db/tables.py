@@ -43,6 +43,7 @@ class Result(Base):
             "confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", name="confidence"
         ),
         Index("ix_results_created_at", "created_at"),
+        Index("ix_results_finished_at", "finished_at"),
         Index("ix_results_status_created_at", "status", "created_at"),
         Index("ix_results_label_created_at", "label", "created_at"),
         Index("ix_results_model_version", "model_version"),

@@ -129,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?", type=int)
     p.add_argument("--all", action="store_true", help="list replayed ones too")
 
-    sub.add_parser("status", help="queue depths, workers and the served model")
+    p = sub.add_parser(
+        "status", help="queue depths, workers, rows/s over the last minute and the served model"
+    )
+    p.add_argument(
+        "--watch", type=float, metavar="SECONDS", help="print again every SECONDS until Ctrl-C"
+    )
     sub.add_parser("schema", help="print the JSON Schemas of the task arguments")
     return parser
 
@@ -258,7 +263,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from worker import commands
 
-    return commands.status()
+    return commands.status(watch=args.watch)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:

@@ -161,19 +161,31 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def status() -> int:
+def status(watch: float | None = None) -> int:
+    """Queues, workers, throughput and the promoted model; again every `watch` seconds."""
     import redis
 
+    from db import registry
     from worker.app import INFERENCE_QUEUE, TRAINING_QUEUE, app
 
     client = redis.Redis.from_url(get_settings().broker())
-    for queue in (INFERENCE_QUEUE, TRAINING_QUEUE):
-        print(f"queue {queue}: {client.llen(queue)} waiting")
-    replies = app.control.inspect(timeout=1.0).ping() or {}
-    print(f"workers: {len(replies)}" + "".join(f"\n  {name}" for name in sorted(replies)))
-    from db import registry
-
-    with sessions()() as session:
-        row = registry.promoted(session)
-    print(f"promoted model: {row.version if row else 'none (workers serve an untrained model)'}")
-    return 0
+    while True:
+        for queue in (INFERENCE_QUEUE, TRAINING_QUEUE):
+            print(f"queue {queue}: {client.llen(queue)} waiting")
+        replies = app.control.inspect(timeout=1.0).ping() or {}
+        print(f"workers: {len(replies)}" + "".join(f"\n  {name}" for name in sorted(replies)))
+        with sessions()() as session:
+            row = registry.promoted(session)
+            recent = results_db.recent_activity(session, seconds=60)
+        print(
+            f"results: {recent['queued']} queued, {recent['finished']} finished in the last "
+            f"minute ({recent['finished'] / 60:.1f}/s, {recent['failed']} failed)"
+        )
+        print(
+            f"promoted model: {row.version if row else 'none (workers serve an untrained model)'}"
+        )
+        if not watch:
+            return 0
+        sys.stdout.flush()
+        time.sleep(watch)
+        print()

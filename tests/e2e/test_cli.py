@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,12 @@ def test_classify_a_folder_then_query_results(tmp_path: Path) -> None:
         assert "failed with truncated_image: 1" in out.stdout
         rows = json.loads(out.stdout[out.stdout.index("[") :])
         assert len(rows) == 7
+
+        status = crackq("status")
+        assert status.returncode == 0, status.stderr
+        assert "queue inference: 0 waiting" in status.stdout and "cliw@localhost" in status.stdout
+        finished = re.search(r"results: 0 queued, (\d+) finished in the last minute", status.stdout)
+        assert finished and int(finished.group(1)) >= 7, status.stdout
 
         refs = tmp_path / "refs.txt"
         refs.write_text(f"# comment\n{root / 'p0.jpg'}\n\n{root / 'p1.jpg'}\n")
