@@ -31,7 +31,7 @@ COPY pyproject.toml README.md ./
 COPY worker/ worker/
 COPY models/ models/
 COPY db/ db/
-RUN pip install ".[s3]" && rm -rf build ./*.egg-info
+RUN pip install ".[s3,openvino]" && rm -rf build ./*.egg-info
 
 # worker/migrate.py finds migrations/ beside the worker package; PYTHONPATH=/app makes the
 # package import from here, next to them, rather than from site-packages.

@@ -8,7 +8,7 @@ PYTHON ?= python3
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,s3,embedded]'
+	$(PY) -m pip install -q -e '.[dev,s3,embedded,openvino]'
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install crackq with its test tools

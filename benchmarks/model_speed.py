@@ -1,7 +1,8 @@
-"""Raw ResNet50 forward speed, fp32 NCHW vs the worker's fast numerics, in a worker-like process.
+"""Raw ResNet50 forward speed: torch fp32 NCHW, torch bf16 channels_last and OpenVINO bf16.
 
-`measure()` starts `python -m benchmarks.model_speed` with the allocator `crackq worker`
-would preload, so the figures are the ones the worker itself can reach.
+`measure()` starts `python -m benchmarks.model_speed` once per backend, in processes set
+up as `crackq worker` sets itself up (torch under the preloaded allocator; OpenVINO without
+it), so the figures are the ones the worker itself can reach.
 """
 
 from __future__ import annotations
@@ -21,13 +22,41 @@ from benchmarks.services import ROOT
 log = logging.getLogger(__name__)
 
 
-def measure(allocator: str | None, iters: int = 5, latency_iters: int = 30) -> dict[str, Any]:
-    """Run the measurement in a fresh process (LD_PRELOAD `allocator`); its JSON result."""
+def measure(
+    allocator: str | None, iters: int = 5, latency_iters: int = 30, served: str = "torch"
+) -> dict[str, Any]:
+    """Every backend, each in a fresh process; merged JSON with the fastest and the served one.
+
+    `served` is the backend the worker runs (its single-image latency is the trickle's
+    yardstick); the e2e target compares against the fastest configuration measured.
+    """
+    from models.openvino_backend import openvino_installed
+
+    result = _measure_in_process("torch", allocator, iters, latency_iters)
+    if openvino_installed():
+        result.update(_measure_in_process("openvino", None, iters, latency_iters))
+    configs = {k: v for k, v in result.items() if isinstance(v, dict) and "images_per_s" in v}
+    fastest = max(configs, key=lambda k: configs[k]["images_per_s"])
+    served_key = "openvino_bf16" if served == "openvino" else "fast"
+    result.update(
+        fastest=fastest,
+        fastest_images_per_s=configs[fastest]["images_per_s"],
+        served=served_key,
+        served_images_per_s=configs[served_key]["images_per_s"],
+        single_image_ms_p50=configs[served_key]["single_image_ms_p50"],
+        single_image_ms_p90=configs[served_key]["single_image_ms_p90"],
+    )
+    return result
+
+
+def _measure_in_process(
+    backend: str, allocator: str | None, iters: int, latency_iters: int
+) -> dict[str, Any]:
     env = dict(os.environ)
     if allocator:
         env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), allocator]))
     argv = [sys.executable, "-m", "benchmarks.model_speed", "--iters", str(iters)]
-    argv += ["--latency-iters", str(latency_iters)]
+    argv += ["--latency-iters", str(latency_iters), "--backend", backend]
     out = subprocess.run(
         argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, check=True, timeout=900, text=True
     )
@@ -47,30 +76,40 @@ def _throughput(predict: Any, batch: Any, warmup: int, iters: int) -> tuple[floa
     return len(batch) * iters / sum(times), statistics.median(times)
 
 
-def run(iters: int, latency_iters: int, batch_size: int = 32, size: int = 224) -> dict[str, Any]:
+def run(
+    iters: int, latency_iters: int, backend: str = "torch", batch_size: int = 32, size: int = 224
+) -> dict[str, Any]:
     import torch
 
     from models.classifier import Classifier, build_model, cpu_has_bf16, resolve_numerics
+    from models.openvino_backend import OpenVINOClassifier
 
     torch.manual_seed(0)
     weights = build_model().state_dict()
     batch = torch.randn(batch_size, 3, size, size)
     one = torch.randn(1, 3, size, size)
-    configs = {
-        "fp32_nchw": resolve_numerics("cpu", "fp32", channels_last=False),
-        "fast": resolve_numerics("cpu", "bf16", channels_last=True),
-    }
+    bf16 = resolve_numerics("cpu", "bf16", channels_last=True)
+    configs = (
+        {"openvino_bf16": (OpenVINOClassifier, bf16)}
+        if backend == "openvino"
+        else {
+            "fp32_nchw": (Classifier, resolve_numerics("cpu", "fp32", channels_last=False)),
+            "fast": (Classifier, bf16),
+        }
+    )
     out: dict[str, Any] = {}
-    for name, numerics in configs.items():
+    for name, (kind, numerics) in configs.items():
         model = build_model()
         model.load_state_dict(weights)
-        clf = Classifier(model, numerics, version="bench", input_size=size)
+        clf = kind(model, numerics, version="bench", input_size=size)
         t0 = time.perf_counter()
         ips, per_batch = _throughput(clf.predict, batch, warmup=2, iters=iters)
-        log.info("%s: %.1f images/s (%.1f s)", numerics.name, ips, time.perf_counter() - t0)
+        log.info(
+            "%s %s: %.1f images/s (%.1f s)", name, numerics.name, ips, time.perf_counter() - t0
+        )
         out[name] = {"numerics": numerics.name, "images_per_s": round(ips, 2)}
         out[name]["batch_s_median"] = round(per_batch, 4)
-        if name == "fast":
+        if name != "fp32_nchw":
             for _ in range(5):
                 clf.predict(one)
             lat = []
@@ -79,20 +118,22 @@ def run(iters: int, latency_iters: int, batch_size: int = 32, size: int = 224) -
                 clf.predict(one)
                 lat.append((time.perf_counter() - t1) * 1000.0)
             lat.sort()
-            out["single_image_ms_p50"] = round(statistics.median(lat), 2)
-            out["single_image_ms_p90"] = round(lat[int(0.9 * (len(lat) - 1))], 2)
+            out[name]["single_image_ms_p50"] = round(statistics.median(lat), 2)
+            out[name]["single_image_ms_p90"] = round(lat[int(0.9 * (len(lat) - 1))], 2)
         del clf, model
-    out["fast_vs_fp32"] = round(out["fast"]["images_per_s"] / out["fp32_nchw"]["images_per_s"], 2)
-    out.update(
-        batch=batch_size,
-        image_size=size,
-        iters=iters,
-        latency_iters=latency_iters,
-        torch_threads=torch.get_num_threads(),
-        bf16_native=cpu_has_bf16(),
-        auto_numerics=resolve_numerics("cpu").name,
-        ld_preload=os.environ.get("LD_PRELOAD", ""),
-    )
+    if backend == "torch":
+        fast, fp32 = out["fast"]["images_per_s"], out["fp32_nchw"]["images_per_s"]
+        out["fast_vs_fp32"] = round(fast / fp32, 2)
+        out["ld_preload"] = os.environ.get("LD_PRELOAD", "")
+        out.update(
+            batch=batch_size,
+            image_size=size,
+            iters=iters,
+            latency_iters=latency_iters,
+            torch_threads=torch.get_num_threads(),
+            bf16_native=cpu_has_bf16(),
+            auto_numerics=resolve_numerics("cpu").name,
+        )
     return out
 
 
@@ -100,9 +141,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--latency-iters", type=int, default=30)
+    parser.add_argument("--backend", choices=("torch", "openvino"), default="torch")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="model_speed: %(message)s")
-    print(json.dumps(run(args.iters, args.latency_iters)))
+    print(json.dumps(run(args.iters, args.latency_iters, args.backend)))
 
 
 if __name__ == "__main__":

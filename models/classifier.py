@@ -127,13 +127,17 @@ class Classifier:
         # The operating point chosen on validation data. Shifting the crack logit by
         # logit(threshold) makes p >= 0.5 exactly where the raw p >= threshold, so label,
         # confidence and crack probability stay consistent.
-        t = min(max(threshold, 1e-4), 1 - 1e-4)
-        self.logit_shift = float(torch.logit(torch.tensor(t)))
+        self.logit_shift = self.logit_of(threshold)
         model = model.eval().to(numerics.device)
         if numerics.channels_last:
             model = model.to(memory_format=torch.channels_last)
         # Weights are cast to the inference dtype once; autocast would re-cast per call.
         self.model = model.to(dtype=numerics.dtype)
+
+    @staticmethod
+    def logit_of(threshold: float) -> float:
+        t = min(max(threshold, 1e-4), 1 - 1e-4)
+        return float(torch.logit(torch.tensor(t)))
 
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> torch.Tensor:

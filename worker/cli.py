@@ -146,12 +146,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     handler = COMMANDS[args.command]
+    from kombu.exceptions import OperationalError as BrokerUnavailable
+    from kombu.utils.url import maybe_sanitize_url
+    from redis.exceptions import RedisError
+
     try:
         return int(handler(args) or 0)
     except KeyboardInterrupt:
         return 130
     except (FileNotFoundError, ValueError, RuntimeError, LookupError) as exc:
         print(f"crackq {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (RedisError, BrokerUnavailable) as exc:  # wrong password, TLS, unreachable
+        broker = maybe_sanitize_url(settings.broker())  # password masked
+        print(f"crackq {args.command}: error: broker {broker}: {exc}", file=sys.stderr)
         return 2
 
 
@@ -217,6 +225,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             hostname=args.hostname,
             loglevel=args.loglevel,
+            on_gpu=bool(gpus),
         )
         env = {**os.environ, **launch.env}
         if gpus:
@@ -230,6 +239,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             hostname=f"inference-gpu{gpu}@%h",
             loglevel=args.loglevel,
+            on_gpu=True,
         )
         env = {**os.environ, **launch.env, "CUDA_VISIBLE_DEVICES": gpu}
         procs.append(subprocess.Popen(launch.argv, env=env))

@@ -52,6 +52,13 @@ def find_allocator(choice: str) -> str | None:
     return None
 
 
+def serves_openvino(settings: Settings) -> bool:
+    """Whether a CPU inference worker with these settings will run OpenVINO."""
+    from models.openvino_backend import resolve_backend
+
+    return resolve_backend(settings.backend, "cpu") == "openvino"
+
+
 def worker_launch(
     settings: Settings,
     queue: str,
@@ -60,6 +67,7 @@ def worker_launch(
     hostname: str | None = None,
     loglevel: str | None = None,
     extra: list[str] | None = None,
+    on_gpu: bool = False,
 ) -> Launch:
     """`celery worker` for one queue, always the threads pool and never a fork after CUDA.
 
@@ -100,6 +108,10 @@ def worker_launch(
     # glibc malloc halves torch's large-batch speed here, forward and backward alike
     # (training measured 13 img/s without tcmalloc, 19.6 with it).
     lib = find_allocator(settings.allocator)
+    if lib and queue == INFERENCE_QUEUE and not on_gpu and serves_openvino(settings):
+        # OpenVINO's CPU plugin aborts at compile time (free(): invalid pointer) under a
+        # preloaded tcmalloc, and it keeps its own memory pools anyway.
+        lib = None
     if lib:
         env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), lib]))
     return Launch(argv + list(extra or []), env)

@@ -21,6 +21,7 @@ from models.classifier import (
     imagenet_available,
     load_imagenet_backbone,
 )
+from models.openvino_backend import OpenVINOClassifier
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,29 @@ def choose_source(checkpoint: Path | None, sessions: sessionmaker[Session] | Non
     return ModelSource(RANDOM_INIT_VERSION)
 
 
-def build_classifier(source: ModelSource, numerics: Numerics, pretrained: str) -> Classifier:
-    """Load the weights `source` names (verified) and prepare them for inference."""
+def build_classifier(
+    source: ModelSource,
+    numerics: Numerics,
+    pretrained: str,
+    backend: str = "torch",
+    threads: int = 0,
+) -> Classifier:
+    """Load the weights `source` names (verified) and prepare them for inference.
+
+    backend is a resolved one (see models.openvino_backend.resolve_backend).
+    """
+
+    def prepare(model: torch.nn.Module, version: str, size: int = 224, threshold: float = 0.5):
+        if backend == "openvino":
+            return OpenVINOClassifier(model, numerics, version, size, threshold, threads)
+        return Classifier(model, numerics, version, size, threshold)
+
     if source.checkpoint is not None:
         payload = load_checkpoint(source.checkpoint, source.sha256)
         version = str(payload.get("version") or source.version)
         size = int((payload.get("recipe") or {}).get("image_size", 224))
         threshold = float(payload.get("threshold") or 0.5)
-        return Classifier(model_from_checkpoint(payload), numerics, version, size, threshold)
+        return prepare(model_from_checkpoint(payload), version, size, threshold)
     version = RANDOM_INIT_VERSION
     model = None
     if pretrained == "always" or (pretrained == "auto" and imagenet_available()):
@@ -79,7 +95,7 @@ def build_classifier(source: ModelSource, numerics: Numerics, pretrained: str) -
         "Train one with `crackq finetune` (or `crackq demo`) or set CRACKQ_MODEL_CHECKPOINT.",
         version,
     )
-    return Classifier(model, numerics, version)
+    return prepare(model, version)
 
 
 class ModelHolder:

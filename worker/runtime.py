@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_sessionmaker
 from models.classifier import Classifier, resolve_numerics
+from models.openvino_backend import resolve_backend
 from worker.modelstore import ModelHolder, ModelSource, build_classifier, choose_source
 from worker.settings import Settings, get_settings
 from worker.sources import SourceLimits
@@ -87,14 +88,21 @@ def build_runtime(settings: Settings) -> Runtime:
     def pick() -> ModelSource:
         return choose_source(settings.model_checkpoint, sessions)
 
-    models = ModelHolder(
-        partial(build_classifier, numerics=numerics, pretrained=settings.pretrained), pick
+    backend = resolve_backend(settings.backend, numerics.device)
+    load = partial(
+        build_classifier,
+        numerics=numerics,
+        pretrained=settings.pretrained,
+        backend=backend,
+        threads=settings.torch_threads,
     )
+    models = ModelHolder(load, pick)
     models.current().warm_up()
     models.start_polling(settings.model_poll_s)
     log.info(
-        "runtime ready: model %s, %s, batch %d, %d torch threads",
+        "runtime ready: model %s, %s %s, batch %d, %d torch threads",
         models.current().version,
+        backend,
         numerics.name,
         settings.batch_size,
         torch.get_num_threads(),

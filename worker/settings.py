@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         "auto", description="Inference numerics; auto = bf16 on CPUs/GPUs that support it."
     )
     channels_last: bool = Field(True, description="Use channels_last memory format.")
+    backend: Literal["auto", "torch", "openvino"] = Field(
+        "auto",
+        description="Inference engine: auto = OpenVINO on the CPU when installed "
+        "(crackq[openvino]), else torch; GPUs always use torch.",
+    )
     batch_size: int = Field(32, ge=1, le=4096, description="Largest inference batch.")
     batch_wait_ms: int = Field(
         20, ge=0, description="How long a partial batch waits for more messages when idle."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import time
 from pathlib import Path
 
@@ -78,3 +79,16 @@ def test_bf16_channels_last_matches_fp32_on_200_held_out_photos(tmp_path: Path) 
     assert accuracy >= 0.7, f"the quick model did not learn (accuracy {accuracy:.3f})"
     assert agreement >= 0.995
     assert mean_abs <= 0.01
+
+    # The OpenVINO backend serves the same checkpoint, converted at load: the same bar.
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino is not installed (pip install 'crackq[openvino]')")
+    from models.openvino_backend import OpenVINOClassifier
+
+    bf16 = resolve_numerics("cpu", "bf16", True)
+    p_ov = _p_crack(OpenVINOClassifier(copy.deepcopy(model), bf16, "ov", SIZE), pixels)
+    ov_agreement = float(np.mean((p32 >= 0.5) == (p_ov >= 0.5)))
+    ov_mean_abs = float(np.mean(np.abs(p32 - p_ov)))
+    print(f"openvino bf16: agreement {ov_agreement:.4f}; mean |dp| {ov_mean_abs:.5f}")
+    assert ov_agreement >= 0.995
+    assert ov_mean_abs <= 0.01

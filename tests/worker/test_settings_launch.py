@@ -45,8 +45,18 @@ def test_both_workers_preload_the_chosen_allocator(queue: str) -> None:
     lib = find_allocator("auto")
     if lib is None:
         pytest.skip("neither tcmalloc nor jemalloc is installed here")
-    launch = worker_launch(Settings(allocator="auto"), queue)
+    launch = worker_launch(Settings(allocator="auto", backend="torch"), queue)
     assert launch.env["LD_PRELOAD"].endswith(lib)
+
+
+def test_openvino_inference_worker_runs_without_tcmalloc() -> None:
+    pytest.importorskip("openvino")
+    settings = Settings(allocator="auto", backend="openvino")
+    assert "LD_PRELOAD" not in worker_launch(settings, "inference").env
+    # A GPU worker serves torch, and the training worker always does: they keep it.
+    if find_allocator("auto"):
+        assert "LD_PRELOAD" in worker_launch(settings, "inference", on_gpu=True).env
+        assert "LD_PRELOAD" in worker_launch(settings, "training").env
 
 
 def test_unknown_queue_is_refused() -> None:

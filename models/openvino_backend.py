@@ -1,0 +1,102 @@
+"""The same checkpoint served through OpenVINO on the CPU, converted from torch when loaded."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+import time
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.classifier import CRACK_INDEX, Classifier, Numerics
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "openvino")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested inference backend cannot run here."""
+
+
+def openvino_installed() -> bool:
+    """True when the optional `openvino` package can be imported (checked without importing)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """`auto`: OpenVINO for CPU inference when it is installed, else torch."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    on_cpu = torch.device(device).type == "cpu"
+    if backend == "auto":
+        return "openvino" if on_cpu and openvino_installed() else "torch"
+    if backend == "openvino":
+        if not on_cpu:
+            raise BackendUnavailable("the OpenVINO backend runs on the CPU; use torch on GPUs")
+        if not openvino_installed():
+            raise BackendUnavailable(
+                "backend openvino needs the openvino package: pip install 'crackq[openvino]'"
+            )
+    return backend
+
+
+class OpenVINOClassifier(Classifier):
+    """A Classifier whose forward pass runs in OpenVINO (bf16 where the CPU has it).
+
+    The torch model is traced once at load (about 10 s for ResNet50 here) into a graph
+    with a dynamic batch axis; the torch weights are then dropped. Calls are serialised:
+    one compiled model with the latency hint already uses every core for one batch.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        numerics: Numerics,
+        version: str,
+        input_size: int = 224,
+        threshold: float = 0.5,
+        threads: int = 0,
+    ) -> None:
+        import openvino as ov
+
+        if numerics.device.type != "cpu":
+            raise BackendUnavailable("the OpenVINO backend runs on the CPU")
+        self.numerics = numerics
+        self.version = version
+        self.input_size = input_size
+        self.logit_shift = Classifier.logit_of(threshold)
+        started = time.perf_counter()
+        example = torch.zeros(1, 3, input_size, input_size)
+        with torch.no_grad(), warnings.catch_warnings():
+            # The converter traces with torch.jit, which torch now marks deprecated: that
+            # warning is about OpenVINO's internals, not something a user can act on.
+            warnings.simplefilter("ignore", FutureWarning)
+            graph = ov.convert_model(model.eval().float().cpu(), example_input=example)
+        graph.reshape([-1, 3, input_size, input_size])
+        hint = "bf16" if numerics.dtype == torch.bfloat16 else "f32"
+        config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        self.compiled = ov.Core().compile_model(graph, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.lock = threading.Lock()
+        log.info(
+            "OpenVINO %s graph for %s compiled in %.1f s",
+            hint,
+            version,
+            time.perf_counter() - started,
+        )
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, 2) as float32 CPU tensor for a normalised (N,3,H,W) batch."""
+        x = np.ascontiguousarray(batch.detach().float().cpu().numpy())
+        with self.lock:
+            logits = torch.from_numpy(np.array(self.request.infer({0: x})[0], dtype=np.float32))
+        if self.logit_shift:
+            logits[:, CRACK_INDEX] -= self.logit_shift
+        return torch.softmax(logits, dim=1)

@@ -1,0 +1,45 @@
+"""The OpenVINO backend: when it is chosen, and that it serves what torch serves."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from models import openvino_backend
+from models.classifier import Classifier, build_model, resolve_numerics
+from models.openvino_backend import BackendUnavailable, resolve_backend
+
+
+def test_auto_serves_openvino_on_the_cpu_only_when_installed(monkeypatch) -> None:
+    monkeypatch.setattr(openvino_backend, "openvino_installed", lambda: True)
+    assert resolve_backend("auto", "cpu") == "openvino"
+    assert resolve_backend("auto", "cuda") == "torch"
+    assert resolve_backend("torch", "cpu") == "torch"
+    monkeypatch.setattr(openvino_backend, "openvino_installed", lambda: False)
+    assert resolve_backend("auto", "cpu") == "torch"
+    with pytest.raises(BackendUnavailable, match=r"pip install 'crackq\[openvino\]'"):
+        resolve_backend("openvino", "cpu")
+
+
+def test_openvino_is_refused_on_a_gpu_and_unknown_backends_are_errors() -> None:
+    with pytest.raises(BackendUnavailable, match="runs on the CPU"):
+        resolve_backend("openvino", "cuda")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend("onnx", "cpu")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+def test_openvino_fp32_matches_torch_and_keeps_the_threshold_shift() -> None:
+    torch.manual_seed(0)
+    model = build_model().eval()
+    fp32 = resolve_numerics("cpu", "fp32", channels_last=False)
+    x = torch.randn(3, 3, 64, 64)
+    reference = Classifier(model, fp32, "v", input_size=64, threshold=0.3).predict(x)
+    served = openvino_backend.OpenVINOClassifier(model, fp32, "v", input_size=64, threshold=0.3)
+    probs = served.predict(x)
+    assert probs.shape == (3, 2) and probs.dtype == torch.float32
+    assert torch.allclose(probs, reference, atol=1e-4)
+    # Any batch size: the graph's batch axis is dynamic.
+    assert served.predict(torch.randn(5, 3, 64, 64)).shape == (5, 2)
