@@ -3,8 +3,9 @@
 Celery hands each message to a task's *strategy* in the consumer. Ours buffers the
 requests instead of running them one by one, and hands a batch to the pool when
   - the buffer holds `max_batch` requests, or
-  - a pool slot is free and the oldest buffered request has waited `max_wait_s`
-    (so a lone photo is not held back when the queue runs dry).
+  - nothing is in flight (the model and the decoders are idle): a lone photo goes at
+    once, because waiting for company would only add latency, or
+  - a pool slot is free and the oldest buffered request has waited `max_wait_s`.
 While one batch is in the model, the next fills up, so batches grow with the load.
 Each message is acknowledged only after its row is committed (late ack); if the
 worker dies first, the broker redelivers it and the idempotent upsert keeps one row.
@@ -75,8 +76,9 @@ class Batcher:
         if not self._buffer or self._inflight >= self.max_inflight:
             return []
         full = len(self._buffer) >= self.max_batch
+        idle = self._inflight == 0
         waited = time.monotonic() - self._buffer[0][0] >= self.max_wait_s
-        if not (full or waited):
+        if not (full or idle or waited):
             return []
         n = min(self.max_batch, len(self._buffer))
         return [self._buffer.popleft()[1] for _ in range(n)]
@@ -130,6 +132,11 @@ class BatchTask(Task):
         req_cls = create_request_cls(
             symbol_by_name(task.Request), task, pool, hostname, eventer, app=app
         )
+        # A batch may ack after the broker connection it came on was lost; kombu's Redis
+        # channel then raises AttributeError (its transport is detached), which would stop the
+        # worker. Logged instead: the message stays unacked in Redis and comes back after the
+        # visibility timeout, where the stored row makes it a no-op.
+        ack_errors = (*consumer.connection_errors, AttributeError)
         batcher = Batcher(
             submit=pool.executor.submit,
             run=task.run_batch,
@@ -163,7 +170,7 @@ class BatchTask(Task):
                 hostname=hostname,
                 eventer=eventer,
                 task=task,
-                connection_errors=consumer.connection_errors,
+                connection_errors=ack_errors,
                 body=body,
                 headers=headers,
                 decoded=decoded,

@@ -29,23 +29,42 @@ def test_full_batches_are_dispatched_without_waiting() -> None:
     b = Batcher(pool.submit, rec, max_batch=4, max_wait_s=60, max_inflight=2)
     for i in range(8):
         b.add(i)  # type: ignore[arg-type]
-    assert b.batches == 2 and b.pending() == 0
+    # 0 goes alone (the model was idle), 1-4 as soon as they fill a batch; 5-7 wait for
+    # a free slot and then for an idle model, since max_wait_s is long.
+    assert b.batches == 2 and b.pending() == 3
     hold.set()
+    deadline = time.monotonic() + 5
+    while sum(map(len, rec.batches)) < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
     pool.shutdown(wait=True)
-    assert sorted(map(tuple, rec.batches)) == [(0, 1, 2, 3), (4, 5, 6, 7)]
+    assert sorted(map(tuple, rec.batches)) == [(0,), (1, 2, 3, 4), (5, 6, 7)]
 
 
-def test_partial_batch_waits_then_flushes() -> None:
+def test_a_lone_message_goes_at_once_when_nothing_is_in_flight() -> None:
     pool = ThreadPoolExecutor(2)
     rec = Recorder()
-    b = Batcher(pool.submit, rec, max_batch=32, max_wait_s=0.05, max_inflight=2)
+    b = Batcher(pool.submit, rec, max_batch=32, max_wait_s=60, max_inflight=2)
     b.add(1)  # type: ignore[arg-type]
-    b.flush()
-    assert b.batches == 0, "a lone message was sent before max_wait_s"
-    time.sleep(0.06)
-    b.flush()  # the consumer's timer does this every max_wait_s / 2
+    assert b.batches == 1, "an idle model kept a lone message waiting"
     pool.shutdown(wait=True)
     assert rec.batches == [[1]]
+
+
+def test_partial_batch_waits_while_another_is_in_flight_then_flushes() -> None:
+    pool = ThreadPoolExecutor(2)
+    hold = threading.Event()
+    rec = Recorder(hold)
+    b = Batcher(pool.submit, rec, max_batch=32, max_wait_s=0.05, max_inflight=2)
+    b.add(1)  # type: ignore[arg-type]  # idle: goes at once and stays in flight
+    b.add(2)  # type: ignore[arg-type]
+    b.flush()
+    assert b.batches == 1, "a partial batch was sent before max_wait_s"
+    time.sleep(0.06)
+    b.flush()  # the consumer's timer does this every max_wait_s / 2
+    assert b.batches == 2
+    hold.set()
+    pool.shutdown(wait=True)
+    assert sorted(rec.batches) == [[1], [2]]
 
 
 def test_in_flight_limit_makes_the_buffer_grow_into_big_batches() -> None:
