@@ -75,7 +75,10 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Largest inference batch.")
     batch_wait_ms: int = Field(
-        20, ge=0, description="How long a partial batch waits for more messages while another batch is in flight."
+        20,
+        ge=0,
+        description="How long a partial batch waits for more messages while another "
+        "batch is in flight.",
     )
     decode_threads: int = Field(2, ge=1, le=64, description="Threads decoding images.")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0 = all cores).")
