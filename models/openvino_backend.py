@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 import threading
 import time
 import warnings
@@ -45,6 +46,19 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
     return backend
 
 
+def _disable_telemetry() -> None:
+    """Keep OpenVINO's model converter from reporting usage to Google Analytics.
+
+    Importing and running `openvino.tools.ovc` sends usage events through the optional
+    `openvino_telemetry` package unless a user opted out; a worker must not phone home,
+    and behind an egress firewall each attempt would stall its start. Every place that
+    imports the package falls back to a bundled no-op stub when the import fails, so we
+    make it fail: a None entry in sys.modules turns `import` into ImportError.
+    """
+    if sys.modules.setdefault("openvino_telemetry", None) is not None:  # type: ignore[arg-type]
+        log.warning("openvino_telemetry was imported before crackq could turn it off")
+
+
 class OpenVINOClassifier(Classifier):
     """A Classifier whose forward pass runs in OpenVINO (bf16 where the CPU has it).
 
@@ -62,6 +76,7 @@ class OpenVINOClassifier(Classifier):
         threshold: float = 0.5,
         threads: int = 0,
     ) -> None:
+        _disable_telemetry()
         import openvino as ov
 
         if numerics.device.type != "cpu":

@@ -136,6 +136,40 @@ def exif_rotated_jpeg(w: int = 48, h: int = 64) -> bytes:
     return _save(stored, "JPEG", quality=95, exif=exif.tobytes())
 
 
+# What exif_transpose does for each orientation, so a builder can store the inverse.
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_INVERSE = {
+    Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270,
+}
+
+
+def exif_oriented_jpeg(orientation: int, w: int = 48, h: int = 64) -> bytes:
+    """Upright it is w x h, white in the top-left quadrant and black elsewhere.
+
+    Stored as a camera with EXIF `orientation` (1..8) would store it, so only a decoder
+    that applies that orientation gets the bright quadrant back to the top left; every
+    wrong transform puts it in another corner (the quadrant makes all eight distinct).
+    """
+    upright = Image.new("RGB", (w, h), (0, 0, 0))
+    upright.paste((255, 255, 255), (0, 0, w // 2, h // 2))
+    stored = upright
+    if orientation != 1:
+        op = _TRANSPOSE[orientation]
+        stored = upright.transpose(_INVERSE.get(op, op))
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    return _save(stored, "JPEG", quality=95, exif=exif.tobytes())
+
+
 def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 

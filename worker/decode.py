@@ -106,7 +106,8 @@ def _wide_to_rgb(img: Image.Image) -> Image.Image:
 
     Pillow's own convert clips these to 0..255, which turns most 16-bit photos white.
     """
-    a = np.nan_to_num(np.asarray(img, dtype=np.float32))
+    # float64: stretching a float32 range as wide as +-3e38 overflows float32
+    a = np.nan_to_num(np.asarray(img, dtype=np.float32)).astype(np.float64)
     lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
     if img.mode.startswith("I;16"):
         a = a / 257.0

@@ -120,7 +120,10 @@ def test_reporting_role_reads_results_and_nothing_else(database_url: str) -> Non
             "CREATE TABLE mine (x int)",
         ]
         for statement in refused:
-            with reader.connect() as conn, pytest.raises(ProgrammingError, match="permission denied"):
+            with (
+                reader.connect() as conn,
+                pytest.raises(ProgrammingError, match="permission denied"),
+            ):
                 conn.execute(text(statement))
     finally:
         reader.dispose()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -43,3 +46,35 @@ def test_openvino_fp32_matches_torch_and_keeps_the_threshold_shift() -> None:
     assert torch.allclose(probs, reference, atol=1e-4)
     # Any batch size: the graph's batch axis is dynamic.
     assert served.predict(torch.randn(5, 3, 64, 64)).shape == (5, 2)
+
+
+PROBE = """
+import socket, sys, time
+def spy(host, *args, **kwargs):
+    # A file, not a list: OpenVINO sends from a forked child process.
+    with open(sys.argv[1], "a") as seen:
+        seen.write(f"{host}\\n")
+    raise OSError("tests send nothing off this machine")
+socket.getaddrinfo = spy
+from models.classifier import build_model, resolve_numerics
+from models.openvino_backend import OpenVINOClassifier
+numerics = resolve_numerics("cpu", "fp32", channels_last=False)
+OpenVINOClassifier(build_model(), numerics, "v", input_size=32)
+time.sleep(1.5)  # the sending child is started in the background
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+def test_converting_a_model_sends_no_telemetry(tmp_path) -> None:
+    # A fresh process: OpenVINO reports on first import, which this test process may
+    # have done already. CI=true would silence OpenVINO by itself, so it is removed.
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    env["HOME"] = str(tmp_path)  # no opt-out file from an earlier run
+    seen = tmp_path / "lookups.txt"
+    seen.touch()
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(seen)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert seen.read_text() == ""

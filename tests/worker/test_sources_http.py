@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -79,8 +80,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, IMAGE, len(IMAGE))
             else:
                 self._send(302, b"", 0, Location=f"/hops/{n - 1}")  # relative Location
-        elif path == "/to":
-            self._send(302, b"", 0, Location=query)
+        elif path == "/to":  # the client percent-encodes [ ] of an IPv6 target in the query
+            self._send(302, b"", 0, Location=unquote(query))
         else:
             self._send(400, b"?", 1)
 
@@ -239,6 +240,51 @@ def test_redirect_to_a_private_name_is_refused(net: Any, server: Any) -> None:
     ref = f"http://images.example:{port}/to?http://internal.corp/admin"
     assert code_of(ref, lim(private=False)) == ErrorCode.ADDRESS_NOT_ALLOWED
     assert net.attempts == [(PUBLIC_IP, port)]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:{port}/img",  # a server really answers there
+        "http://localhost:{port}/img",
+        "http://[::1]:{port}/img",
+        "https://127.0.0.1:{port}/img",
+        "http://0x7f000001:{port}/img",
+    ],
+)
+def test_redirect_to_loopback_is_refused_before_connecting(
+    net: Any, server: Any, target: str
+) -> None:
+    port = server.server_address[1]
+    net.resolve("images.example", PUBLIC_IP)
+    net.route(PUBLIC_IP)
+    ref = f"http://images.example:{port}/to?{target.format(port=port)}"
+    assert code_of(ref, lim(private=False)) == ErrorCode.ADDRESS_NOT_ALLOWED
+    assert net.attempts == [(PUBLIC_IP, port)]  # the redirecting hop, never the loopback one
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback socket that listens and never accepts: the kernel completes the
+    handshake, nothing ever reads the request or answers it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_socket_that_accepts_and_never_replies_times_out(
+    net: Any, silent_port: int, scheme: str
+) -> None:
+    """https stalls in the TLS handshake, http waiting for the status line; both time out."""
+    net.resolve("images.example", PUBLIC_IP)
+    net.route(PUBLIC_IP)
+    started = time.monotonic()
+    ref = f"{scheme}://images.example:{silent_port}/a.jpg"
+    assert code_of(ref, lim(private=False, timeout=0.4)) == ErrorCode.FETCH_TIMEOUT
+    assert time.monotonic() - started < 1.5  # one timeout, not the OS default of minutes
+    assert net.attempts == [(PUBLIC_IP, silent_port)]
 
 
 def test_connects_to_the_vetted_ip_once_resolved_and_keeps_the_host_header(
