@@ -13,7 +13,7 @@ from worker import (
     control,  # noqa: F401  (registers the crackq_model command)
     deadletter,
 )
-from worker.app import CLASSIFY_MANY_TASK, CLASSIFY_TASK, FINE_TUNE_TASK, app
+from worker.app import CLASSIFY_MANY_TASK, CLASSIFY_TASK, FINE_TUNE_TASK, INFERENCE_QUEUE, app
 from worker.batcher import BatchTask
 from worker.finetune import execute_run
 from worker.messages import ClassifyArgs, ClassifyManyArgs, InvalidMessage, parse
@@ -42,7 +42,11 @@ class ClassifyTask(BatchTask):
         return settings.batch_size, settings.batch_wait_ms / 1000.0, 2
 
     def prepare(self) -> None:
-        get_runtime()  # load the model before the first message is taken
+        # Celery builds a strategy for every registered task in every worker; only one
+        # that consumes the inference queue needs the model (a training worker runs under
+        # tcmalloc, which OpenVINO cannot load beside, and needs no served model).
+        if INFERENCE_QUEUE in self.app.amqp.queues.consume_from:
+            get_runtime()  # load the model before the first message is taken
 
     def run_batch(self, requests: Sequence[Request]) -> None:
         t0 = time.perf_counter()

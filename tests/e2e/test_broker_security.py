@@ -143,23 +143,32 @@ def assert_no_secret(text: str, *secrets_: str) -> None:
         )
 
 
+def serves_without_leaking(
+    tmp_path: Path, sessions, env: dict[str, str], name: str, masked: str, *secrets_: str
+) -> None:
+    """A worker on `env` classifies a photo and `crackq status` lists it; no secret is shown."""
+    with worker(tmp_path, name, env=env) as w:
+        w.wait_for_log(READY, 120)
+        row = classify_one(env, tmp_path, sessions)
+        status = crackq(env, "status")
+        log = w.log()
+    assert row.status == "succeeded" and row.label in {"crack", "no_crack"}
+    assert status.returncode == 0, status.stderr
+    assert re.search(rf"workers: 1\s+{name}@localhost", status.stdout), status.stdout
+    # the URLs are printed, masked: the check below is not vacuous
+    assert masked in log
+    assert_no_secret(log + status.stdout + status.stderr, *secrets_)
+
+
 def test_password_protected_broker(tmp_path: Path, sessions) -> None:
     password = f"brokerpw-{secrets.token_hex(8)}"
     port = free_port()
     with redis_server(tmp_path, "redis-pw", "--port", str(port), "--requirepass", password):
         url = f"redis://:{password}@127.0.0.1:{port}/0"
         env, db_password = secret_env(tmp_path, url)
-        with worker(tmp_path, "pw", env=env) as w:
-            w.wait_for_log(READY, 120)
-            row = classify_one(env, tmp_path, sessions)
-            status = crackq(env, "status")
-            log = w.log()
-        assert row.status == "succeeded" and row.label in {"crack", "no_crack"}
-        assert status.returncode == 0, status.stderr
-        assert re.search(r"workers: 1\s+pw@localhost", status.stdout), status.stdout
-        # the URLs are printed, masked: the check below is not vacuous
-        assert f"redis://:**@127.0.0.1:{port}/0" in log
-        assert_no_secret(log + status.stdout + status.stderr, password, db_password)
+        serves_without_leaking(
+            tmp_path, sessions, env, "pw", f"redis://:**@127.0.0.1:{port}/0", password, db_password
+        )
 
         wrong = f"wrong-{secrets.token_hex(8)}"
         bad_env = {**env, "CRACKQ_BROKER_URL": f"redis://:{wrong}@127.0.0.1:{port}/0"}
@@ -191,16 +200,15 @@ def test_tls_broker(tmp_path: Path, sessions) -> None:
     with redis_server(tmp_path, "redis-tls", *tls):
         url = f"rediss://:{password}@127.0.0.1:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
         env, db_password = secret_env(tmp_path, url)
-        with worker(tmp_path, "tls", env=env) as w:
-            w.wait_for_log(READY, 120)
-            row = classify_one(env, tmp_path, sessions)
-            status = crackq(env, "status")
-            log = w.log()
-        assert row.status == "succeeded" and row.label in {"crack", "no_crack"}
-        assert status.returncode == 0, status.stderr
-        assert re.search(r"workers: 1\s+tls@localhost", status.stdout), status.stdout
-        assert f"rediss://:**@127.0.0.1:{port}/0" in log
-        assert_no_secret(log + status.stdout + status.stderr, password, db_password)
+        serves_without_leaking(
+            tmp_path,
+            sessions,
+            env,
+            "tls",
+            f"rediss://:**@127.0.0.1:{port}/0",
+            password,
+            db_password,
+        )
 
         # the certificate is checked: a client that does not trust our CA is refused
         untrusted = url.replace(str(ca), str(cert))  # a leaf is not a CA

@@ -118,6 +118,7 @@ def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
                 break
             time.sleep(0.2)
         assert run.status == "succeeded", (run.message, tr.log()[-3000:])
+        assert "runtime ready" not in tr.log(), "a training worker loaded a model to serve"
         assert seen[-2:] == ["running", "succeeded"] and seen[0] in ("queued", "running")
         assert len(progress_steps) >= 2, progress_steps
         assert in_flower, answers[-3:]
