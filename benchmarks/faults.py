@@ -61,7 +61,13 @@ def kill9_mid_batch(
         assert first.proc is not None
         pid = first.proc.pid
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        wait_until(lambda: final_rows(rig.engine, ids) > 0, 120, step=0.05)
+        # Kill while the worker holds every remaining message, unacked, mid-batch. Not while
+        # a BRPOP is carrying one: kombu's Redis transport pops a message before it records
+        # it as unacked, and a SIGKILL inside that window loses the message (its row stays
+        # `queued`, and `crackq submit` of the same ids sends it again). See README.
+        wait_until(
+            lambda: broker.llen(QUEUE) == 0 and 0 < final_rows(rig.engine, ids) < n, 120, step=0.02
+        )
         at_kill, held = final_rows(rig.engine, ids), int(broker.hlen(UNACKED))
         os.kill(pid, signal.SIGKILL)  # as the OOM killer would: no warm shutdown, no restore
         killed = time.monotonic()

@@ -220,7 +220,7 @@ def test_dockerfile_installs_the_project_and_its_migrations() -> None:
     steps = _instructions()
     runs = " ".join(arg for op, arg in steps if op == "RUN")
     assert "libtcmalloc-minimal4" in runs
-    assert 'pip install ".[s3]"' in runs
+    assert 'pip install ".[s3,openvino]"' in runs
     assert any(op == "ARG" and arg.startswith("TORCH_INDEX_URL=") for op, arg in steps)
     workdir = next(arg for op, arg in steps if op == "WORKDIR")
     copies = [arg.split() for op, arg in steps if op == "COPY"]
