@@ -120,19 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import services
 
     services.point_settings_here()
-    from db.session import make_engine
-
     with (
-        services.photos(min(args.n, 2000)) as photos,
-        services.bench_database() as url,
-        services.bench_redis(),
+        services.bench_services(min(args.n, 2000)) as (photos, engine),
         tempfile.TemporaryDirectory(prefix="crackq-load-") as tmp,
     ):
-        engine = make_engine(url)
-        try:
-            result = load_run(Path(tmp), args.n, photos, engine)
-        finally:
-            engine.dispose()
+        result = load_run(Path(tmp), args.n, photos, engine)
     print(json.dumps(result))
     return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
 

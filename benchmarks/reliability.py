@@ -187,26 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     services.point_settings_here()  # before anything reads crackq's settings
     from benchmarks.fault_rig import Rig
-    from db.session import make_engine
 
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="crackq-reliability-"))
     log.info("faults with %d photos each, load run of %d; logs in %s", args.n, args.load, tmp)
-    with (
-        services.photos(max(args.n, 200)) as photos,
-        services.bench_database() as url,
-        services.bench_redis(),
-    ):
-        engine = make_engine(url)
-        try:
-            (tmp / "faults").mkdir()
-            rig = Rig(tmp / "faults", engine, services.BROKER_URL, photos.paths, photos.root)
-            faults = run_faults(rig, args.n)
-            hostile = run_hostile(tmp / "hostile")
-            (tmp / "load").mkdir()
-            load = run_load(tmp / "load", args.load, photos, engine)
-        finally:
-            engine.dispose()
+    with services.bench_services(max(args.n, 200)) as (photos, engine):
+        (tmp / "faults").mkdir()
+        rig = Rig(tmp / "faults", engine, services.BROKER_URL, photos.paths, photos.root)
+        faults = run_faults(rig, args.n)
+        hostile = run_hostile(tmp / "hostile")
+        (tmp / "load").mkdir()
+        load = run_load(tmp / "load", args.load, photos, engine)
     ok = passed(faults, hostile, load)
     print(report(faults, hostile, load), flush=True)
     summary = {

@@ -129,34 +129,24 @@ def main(argv: list[str] | None = None) -> int:
     worker_benches = args.want & {"e2e", "trickle", "rss"}
     needs_services = worker_benches or args.want & {"naive", "bulk_write"}
     if needs_services:
-        from db.session import make_engine
-
-        with (
-            services.photos(max(args.n, args.naive_n)) as photos,
-            services.bench_database() as url,
-            services.bench_redis(),
-        ):
-            engine = make_engine(url)
-            try:
-                if "bulk_write" in args.want:
-                    attempt("bulk_write", baselines.bulk_write, engine)
-                if worker_benches:
-                    want = args.want | {"e2e"}  # trickle and rss run after the e2e load
-                    attempt(
-                        "e2e",
-                        worker_bench.run,
-                        photos,
-                        engine,
-                        tmp,
-                        args.n,
-                        want,
-                        args.rss_target,
-                        args.trickle_s,
-                    )
-                if "naive" in args.want:
-                    attempt("naive", baselines.naive, photos, engine, tmp, args.naive_n)
-            finally:
-                engine.dispose()
+        with services.bench_services(max(args.n, args.naive_n)) as (photos, engine):
+            if "bulk_write" in args.want:
+                attempt("bulk_write", baselines.bulk_write, engine)
+            if worker_benches:
+                want = args.want | {"e2e"}  # trickle and rss run after the e2e load
+                attempt(
+                    "e2e",
+                    worker_bench.run,
+                    photos,
+                    engine,
+                    tmp,
+                    args.n,
+                    want,
+                    args.rss_target,
+                    args.trickle_s,
+                )
+            if "naive" in args.want:
+                attempt("naive", baselines.naive, photos, engine, tmp, args.naive_n)
     emit(summary(found, time.monotonic() - started))
     if failed:
         log.error("some benchmarks failed; worker logs kept in %s", tmp)

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get(
     "CRACKQ_BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -117,3 +119,16 @@ def photos(synthetic_count: int) -> Iterator[Photos]:
             time.monotonic() - t0,
         )
         yield Photos(Path(tmp).resolve(), paths, synthetic=True)
+
+
+@contextmanager
+def bench_services(synthetic_count: int) -> Iterator[tuple[Photos, Engine]]:
+    """Photos, the bench database (with an engine on it) and the private Redis db, for one run."""
+    from db.session import make_engine
+
+    with photos(synthetic_count) as found, bench_database() as url, bench_redis():
+        engine = make_engine(url)
+        try:
+            yield found, engine
+        finally:
+            engine.dispose()

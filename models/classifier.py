@@ -127,28 +127,32 @@ class Classifier:
         # The operating point chosen on validation data. Shifting the crack logit by
         # logit(threshold) makes p >= 0.5 exactly where the raw p >= threshold, so label,
         # confidence and crack probability stay consistent.
-        self.logit_shift = self.logit_of(threshold)
-        model = model.eval().to(numerics.device)
-        if numerics.channels_last:
+        t = min(max(threshold, 1e-4), 1 - 1e-4)
+        self.logit_shift = float(torch.logit(torch.tensor(t)))
+        self.prepare(model)
+
+    def prepare(self, model: nn.Module) -> None:
+        """Make `model` ready for `logits` (a backend overrides both)."""
+        model = model.eval().to(self.numerics.device)
+        if self.numerics.channels_last:
             model = model.to(memory_format=torch.channels_last)
         # Weights are cast to the inference dtype once; autocast would re-cast per call.
-        self.model = model.to(dtype=numerics.dtype)
+        self.model = model.to(dtype=self.numerics.dtype)
 
-    @staticmethod
-    def logit_of(threshold: float) -> float:
-        t = min(max(threshold, 1e-4), 1 - 1e-4)
-        return float(torch.logit(torch.tensor(t)))
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw float32 logits (N, 2) on the CPU for a normalised (N,3,H,W) batch."""
+        x = batch.to(self.numerics.device, dtype=self.numerics.dtype, non_blocking=True)
+        if self.numerics.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x).float().cpu()
 
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, 2) as float32 CPU tensor for a normalised (N,3,H,W) batch."""
-        x = batch.to(self.numerics.device, dtype=self.numerics.dtype, non_blocking=True)
-        if self.numerics.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = self.model(x).float()
+        logits = self.logits(batch)
         if self.logit_shift:
             logits[:, CRACK_INDEX] -= self.logit_shift
-        return torch.softmax(logits, dim=1).cpu()
+        return torch.softmax(logits, dim=1)
 
     def warm_up(self, batch: int = 2) -> None:
         """One forward pass so the first real request does not pay for kernel selection."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.classifier import CRACK_INDEX, Classifier, Numerics
+from models.classifier import Classifier, Numerics
 
 log = logging.getLogger(__name__)
 
@@ -76,42 +76,41 @@ class OpenVINOClassifier(Classifier):
         threshold: float = 0.5,
         threads: int = 0,
     ) -> None:
+        if numerics.device.type != "cpu":
+            raise BackendUnavailable("the OpenVINO backend runs on the CPU")
+        self.threads = threads
+        super().__init__(model, numerics, version, input_size, threshold)
+
+    def prepare(self, model: nn.Module) -> None:
+        """Trace `model` into an OpenVINO graph and compile it for this CPU."""
         _disable_telemetry()
         import openvino as ov
 
-        if numerics.device.type != "cpu":
-            raise BackendUnavailable("the OpenVINO backend runs on the CPU")
-        self.numerics = numerics
-        self.version = version
-        self.input_size = input_size
-        self.logit_shift = Classifier.logit_of(threshold)
+        size = self.input_size
         started = time.perf_counter()
-        example = torch.zeros(1, 3, input_size, input_size)
+        example = torch.zeros(1, 3, size, size)
         with torch.no_grad(), warnings.catch_warnings():
             # The converter traces with torch.jit, which torch now marks deprecated: that
             # warning is about OpenVINO's internals, not something a user can act on.
             warnings.simplefilter("ignore", FutureWarning)
             graph = ov.convert_model(model.eval().float().cpu(), example_input=example)
-        graph.reshape([-1, 3, input_size, input_size])
-        hint = "bf16" if numerics.dtype == torch.bfloat16 else "f32"
+        graph.reshape([-1, 3, size, size])
+        hint = "bf16" if self.numerics.dtype == torch.bfloat16 else "f32"
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = str(threads)
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = str(self.threads)
         self.compiled = ov.Core().compile_model(graph, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.lock = threading.Lock()
         log.info(
             "OpenVINO %s graph for %s compiled in %.1f s",
             hint,
-            version,
+            self.version,
             time.perf_counter() - started,
         )
 
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (N, 2) as float32 CPU tensor for a normalised (N,3,H,W) batch."""
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw float32 logits (N, 2) for a normalised (N,3,H,W) batch."""
         x = np.ascontiguousarray(batch.detach().float().cpu().numpy())
         with self.lock:
-            logits = torch.from_numpy(np.array(self.request.infer({0: x})[0], dtype=np.float32))
-        if self.logit_shift:
-            logits[:, CRACK_INDEX] -= self.logit_shift
-        return torch.softmax(logits, dim=1)
+            return torch.from_numpy(np.array(self.request.infer({0: x})[0], dtype=np.float32))
