@@ -57,12 +57,12 @@ def naive_classify(image_ref: str, request_id: str, submitted_at: str | None = N
 
     from db.tables import Result
     from models.classifier import CRACK_INDEX
-    from models.transforms import EvalPreset, normalise, stack
+    from models.transforms import EvalPreset, stack
 
     started = dt.datetime.now(dt.timezone.utc)
     with Image.open(image_ref) as img:
         pixels = EvalPreset(224)(img.convert("RGB"))
-    p = float(_state["classifier"].predict(normalise(stack([pixels])))[0, CRACK_INDEX])
+    p = float(_state["classifier"].predict(stack([pixels]))[0, CRACK_INDEX])
     with Session(_state["engine"]) as session:
         session.add(
             Result(

@@ -119,3 +119,27 @@ def rss_mb(pid: int) -> dict[str, float]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = round(int(value.split()[0]) / 1024.0, 1)
     return {"rss_mb": fields.get("VmRSS", 0.0), "peak_rss_mb": fields.get("VmHWM", 0.0)}
+
+
+def latency_parts(engine: Engine, batch_id: str) -> dict[str, float]:
+    """Medians (ms) of where a request's time went, from the timestamps its row carries.
+
+    to_batch: sent -> its batch started in the worker (publish, broker, consumer, batcher);
+    in_worker: batch start -> predictions done (lookup, read + decode, forward pass);
+    decode and inference: those two steps alone.
+    """
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM "
+                "started_at - submitted_at) * 1000), "
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM "
+                "finished_at - started_at) * 1000), "
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY decode_ms), "
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY inference_ms) "
+                "FROM results WHERE batch_id = :b AND status = 'succeeded'"
+            ),
+            {"b": batch_id},
+        ).one()
+    names = ("to_batch", "in_worker", "decode", "inference")
+    return {k: round(float(v), 1) for k, v in zip(names, row, strict=True) if v is not None}

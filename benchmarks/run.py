@@ -72,12 +72,19 @@ def summary(found: dict[str, dict[str, Any]], wall_s: float) -> dict[str, Any]:
     model, e2e, naive = found.get("model", {}), found.get("e2e", {}), found.get("naive", {})
     trickle = found.get("trickle", {})
     fast = model.get("fastest_images_per_s")
+    e2e_cpu = e2e.get("cpu_ms_per_image", {}).get("total")
+    model_cpu = model.get("served_cpu_ms_per_image")
     return {
         "bench": "summary",
         "e2e_over_model_fastest": ratio(e2e.get("images_per_s"), fast),
         "e2e_over_naive": ratio(e2e.get("images_per_s"), naive.get("images_per_s"), 2),
         "trickle_p50_over_single_image": ratio(
             trickle.get("p50_ms"), model.get("single_image_ms_p50"), 2
+        ),
+        # CPU ms per image that the model did not use: the message path, decoding, the
+        # broker and the database. On 2 cores it is what keeps e2e below the model.
+        "overhead_cpu_ms_per_image": (
+            round(e2e_cpu - model_cpu, 2) if e2e_cpu is not None and model_cpu else None
         ),
         "inputs": {
             "e2e_images_per_s": e2e.get("images_per_s"),

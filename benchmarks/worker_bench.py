@@ -10,8 +10,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from benchmarks.cpu import CpuMeter
 from benchmarks.rows import (
     batch_stats,
+    latency_parts,
     latency_percentiles,
     message_rows,
     rss_mb,
@@ -49,8 +51,10 @@ def run(
         assert w.proc is not None
         w.wait_for_log(READY, 300)
         t_ready = time.monotonic()
+        meter = CpuMeter(w.proc.pid)
         waited = wait_rows(engine, "bench-e2e", n, timeout_s=120 + n / 2)
         seconds = time.monotonic() - t_ready
+        cpu = meter.ms_per_image(waited.done)
         seen = waited.done
         e2e = {
             "bench": "e2e",
@@ -59,6 +63,7 @@ def run(
             "images_per_s": round(waited.done / seconds, 2),
             "largest_batch": largest_logged_batch(w.log()),
             **batch_stats(engine, "bench-e2e"),
+            "cpu_ms_per_image": cpu,
             "timed_out": waited.timed_out,
             **rss_mb(w.proc.pid),
         }
@@ -121,6 +126,7 @@ def trickle(
         "achieved_send_rate_per_s": round(count / sent_s, 2),
         "send_seconds": round(sent_s, 1),
         **latency_percentiles(engine, "bench-trickle"),
+        "p50_parts_ms": latency_parts(engine, "bench-trickle"),
         "largest_batch_in_rows": stats["largest_batch_in_rows"],
         "mean_batch_in_rows": stats["mean_batch_in_rows"],
         "failed": stats["failed"],

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
+from models.transforms import normalise
+
 log = logging.getLogger(__name__)
 
 CLASSES = ("no_crack", "crack")  # output index 1 is the crack probability
@@ -139,24 +141,36 @@ class Classifier:
         # Weights are cast to the inference dtype once; autocast would re-cast per call.
         self.model = model.to(dtype=self.numerics.dtype)
 
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Raw float32 logits (N, 2) on the CPU for a normalised (N,3,H,W) batch."""
-        x = batch.to(self.numerics.device, dtype=self.numerics.dtype, non_blocking=True)
-        if self.numerics.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Raw float32 logits (N, 2) on the CPU for a uint8 (N,H,W,3) batch of pixels.
+
+        The pixels cross to the device as uint8 (a quarter of the bytes of float32) and are
+        normalised there, straight into the layout the model wants.
+        """
+        x = normalise(pixels.to(self.numerics.device, non_blocking=True))
+        memory = torch.channels_last if self.numerics.channels_last else torch.contiguous_format
+        x = x.to(dtype=self.numerics.dtype, memory_format=memory)
         return self.model(x).float().cpu()
 
     @torch.inference_mode()
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (N, 2) as float32 CPU tensor for a normalised (N,3,H,W) batch."""
-        logits = self.logits(batch)
+    def predict(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, 2), float32 on the CPU, for uint8 (N,H,W,3) pixels.
+
+        `pixels` are what `models.transforms.EvalPreset` makes of each image, stacked.
+        """
+        if pixels.dtype != torch.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
+            raise ValueError(
+                f"expected uint8 (N,H,W,3) pixels, got {pixels.dtype} {tuple(pixels.shape)}"
+            )
+        logits = self.logits(pixels)
         if self.logit_shift:
             logits[:, CRACK_INDEX] -= self.logit_shift
         return torch.softmax(logits, dim=1)
 
     def warm_up(self, batch: int = 2) -> None:
         """One forward pass so the first real request does not pay for kernel selection."""
-        self.predict(torch.zeros(batch, 3, self.input_size, self.input_size))
+        size = self.input_size
+        self.predict(torch.zeros(batch, size, size, 3, dtype=torch.uint8))
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from db import results
 from models.classifier import CLASSES, CRACK_INDEX, Classifier
-from models.transforms import EvalPreset, normalise, stack
+from models.transforms import EvalPreset, stack
 from worker.decode import decode_image
 from worker.errors import ErrorCode, ImageError
 from worker.runtime import Runtime
@@ -117,7 +117,7 @@ def predict_rows(
     p_crack: list[float] = []
     infer_ms = 0.0
     if good:
-        batch = normalise(stack([x.pixels for x in good]))  # type: ignore[misc]
+        batch = stack([x.pixels for x in good])  # type: ignore[misc]
         with rt.forward_lock:  # one forward at a time: torch already uses every core
             t0 = time.perf_counter()
             probs = classifier.predict(batch)

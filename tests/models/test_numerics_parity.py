@@ -15,7 +15,7 @@ from models.classifier import CRACK_INDEX, Classifier, resolve_numerics
 from models.datasets import Sample, load_rgb
 from models.recipe import Recipe
 from models.training import fine_tune
-from models.transforms import EvalPreset, normalise, stack
+from models.transforms import EvalPreset, stack
 from tests.conftest import real_data_or_skip
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -43,7 +43,7 @@ def _pixels(samples: list[Sample]) -> list[np.ndarray]:
 
 
 def _p_crack(clf: Classifier, pixels: list[np.ndarray]) -> np.ndarray:
-    probs = [clf.predict(normalise(stack(pixels[i : i + 32]))) for i in range(0, len(pixels), 32)]
+    probs = [clf.predict(stack(pixels[i : i + 32])) for i in range(0, len(pixels), 32)]
     return torch.cat(probs)[:, CRACK_INDEX].double().numpy()
 
 

@@ -38,14 +38,14 @@ def test_openvino_fp32_matches_torch_and_keeps_the_threshold_shift() -> None:
     torch.manual_seed(0)
     model = build_model().eval()
     fp32 = resolve_numerics("cpu", "fp32", channels_last=False)
-    x = torch.randn(3, 3, 64, 64)
+    x = torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8)
     reference = Classifier(model, fp32, "v", input_size=64, threshold=0.3).predict(x)
     served = openvino_backend.OpenVINOClassifier(model, fp32, "v", input_size=64, threshold=0.3)
     probs = served.predict(x)
     assert probs.shape == (3, 2) and probs.dtype == torch.float32
     assert torch.allclose(probs, reference, atol=1e-4)
     # Any batch size: the graph's batch axis is dynamic.
-    assert served.predict(torch.randn(5, 3, 64, 64)).shape == (5, 2)
+    assert served.predict(torch.zeros(5, 64, 64, 3, dtype=torch.uint8)).shape == (5, 2)
 
 
 PROBE = """
