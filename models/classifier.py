@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,16 +73,35 @@ def _missing_message() -> str:
 
 @dataclass(frozen=True)
 class Numerics:
-    """How inference runs: device, dtype and memory format."""
+    """How inference runs: device, dtype, memory format, and graph capture.
+
+    compile: torch.compile (inductor) the forward pass, normalisation included.
+    cuda_graphs: replay the forward pass from captured CUDA graphs (GPU only), which
+    removes the per-kernel launch cost that dominates small batches.
+    Either one pads batches to a power of two, so a few shapes are compiled or captured
+    once, at load, instead of one per batch size at request time.
+    """
 
     device: torch.device
     dtype: torch.dtype
     channels_last: bool
+    compile: bool = False
+    cuda_graphs: bool = False
 
     @property
     def name(self) -> str:
         fmt = "channels_last" if self.channels_last else "nchw"
-        return f"{self.device.type}-{str(self.dtype).removeprefix('torch.')}-{fmt}"
+        extras = "".join(
+            f"+{flag}"
+            for flag, on in (("compile", self.compile), ("cudagraphs", self.cuda_graphs))
+            if on
+        )
+        return f"{self.device.type}-{str(self.dtype).removeprefix('torch.')}-{fmt}{extras}"
+
+    @property
+    def padded(self) -> bool:
+        """True when batches are padded to fixed shapes (compiled or captured forward)."""
+        return self.compile or self.cuda_graphs
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -95,11 +117,30 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, c, lambda: False)() for c in checks)
 
 
+SWITCHES = ("auto", "on", "off")
+
+
 def resolve_numerics(
-    device: str = "auto", precision: str = "auto", channels_last: bool = True
+    device: str = "auto",
+    precision: str = "auto",
+    channels_last: bool = True,
+    compile: str = "off",
+    cuda_graphs: str = "off",
 ) -> Numerics:
-    """Pick dtype for `precision`: auto = bf16 on native-bf16 CPUs and GPUs, fp16 on older GPUs."""
+    """Pick dtype for `precision`: auto = bf16 on native-bf16 CPUs and GPUs, fp16 on older GPUs.
+
+    compile and cuda_graphs are auto, on or off; auto turns both on for CUDA devices and
+    off on the CPU (where OpenVINO is the fast path, and inductor's C++ build takes about
+    30 s per batch shape on 2 cores).
+    """
     dev = resolve_device(device)
+    for name, value in (("compile", compile), ("cuda_graphs", cuda_graphs)):
+        if value not in SWITCHES:
+            raise ValueError(f"{name} must be one of {SWITCHES}, got {value!r}")
+    use_compile = compile == "on" or (compile == "auto" and dev.type == "cuda")
+    use_graphs = cuda_graphs == "on" or (cuda_graphs == "auto" and dev.type == "cuda")
+    if use_graphs and dev.type != "cuda":
+        raise ValueError("CUDA graphs need a CUDA device; set cuda_graphs to auto or off")
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision != "auto":
         dtype = dtypes[precision]
@@ -109,7 +150,15 @@ def resolve_numerics(
         dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
     if dev.type == "cpu" and dtype == torch.float16:
         raise ValueError("fp16 inference is for GPUs; use bf16 or fp32 on the CPU")
-    return Numerics(dev, dtype, channels_last)
+    return Numerics(dev, dtype, channels_last, use_compile, use_graphs)
+
+
+def batch_buckets(max_batch: int) -> tuple[int, ...]:
+    """Powers of two from 1 up to the first one >= max_batch: the shapes a padded model sees."""
+    sizes = [1]
+    while sizes[-1] < max_batch:
+        sizes.append(sizes[-1] * 2)
+    return tuple(sizes)
 
 
 class Classifier:
@@ -122,10 +171,13 @@ class Classifier:
         version: str,
         input_size: int = 224,
         threshold: float = 0.5,
+        max_batch: int = 32,
     ) -> None:
         self.numerics = numerics
         self.version = version
         self.input_size = input_size  # the side it was trained at; preprocessing must match
+        # Compiled or captured forward passes see only these batch sizes (padded up).
+        self.buckets = batch_buckets(max_batch) if numerics.padded else ()
         # The operating point chosen on validation data. Shifting the crack logit by
         # logit(threshold) makes p >= 0.5 exactly where the raw p >= threshold, so label,
         # confidence and crack probability stay consistent.
@@ -140,6 +192,18 @@ class Classifier:
             model = model.to(memory_format=torch.channels_last)
         # Weights are cast to the inference dtype once; autocast would re-cast per call.
         self.model = model.to(dtype=self.numerics.dtype)
+        self.forward = self._forward
+        if self.numerics.compile:
+            _allow_recompiles(len(self.buckets))
+            self.forward = torch.compile(self._forward, dynamic=False)
+        self.graphs: dict[int, _Graph] = {}
+        self.lock = threading.Lock()  # captured graphs share their input and output buffers
+
+    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (N,H,W,3) on the device -> logits on the device, normalisation included."""
+        x = normalise(pixels)
+        memory = torch.channels_last if self.numerics.channels_last else torch.contiguous_format
+        return self.model(x.to(dtype=self.numerics.dtype, memory_format=memory))
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """Raw float32 logits (N, 2) on the CPU for a uint8 (N,H,W,3) batch of pixels.
@@ -147,10 +211,48 @@ class Classifier:
         The pixels cross to the device as uint8 (a quarter of the bytes of float32) and are
         normalised there, straight into the layout the model wants.
         """
-        x = normalise(pixels.to(self.numerics.device, non_blocking=True))
-        memory = torch.channels_last if self.numerics.channels_last else torch.contiguous_format
-        x = x.to(dtype=self.numerics.dtype, memory_format=memory)
-        return self.model(x).float().cpu()
+        x = pixels.to(self.numerics.device, non_blocking=True)
+        if not self.buckets:
+            return self.forward(x).float().cpu()
+        out = [self._padded(chunk) for chunk in x.split(self.buckets[-1])]
+        return torch.cat(out)
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        """Run a compiled or captured forward at the smallest bucket that holds `x`."""
+        n = len(x)
+        size = next(b for b in self.buckets if b >= n)
+        if size > n:
+            x = torch.cat([x, x.new_zeros((size - n, *x.shape[1:]))])
+        if not self.numerics.cuda_graphs:
+            return self.forward(x)[:n].float().cpu()
+        with self.lock:
+            graph = self.graphs.get(size) or self._capture(size)
+            graph.pixels.copy_(x)
+            graph.graph.replay()
+            return graph.logits[:n].float().cpu()
+
+    def _capture(self, size: int) -> _Graph:
+        """Record the forward pass at batch `size` as a CUDA graph (after warm-up runs)."""
+        dev = self.numerics.device
+        pixels = torch.zeros(
+            size, self.input_size, self.input_size, 3, dtype=torch.uint8, device=dev
+        )
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # compile, autotune and allocate outside the capture
+                self.forward(pixels)
+        torch.cuda.current_stream(dev).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool()):
+            logits = self.forward(pixels)
+        self.graphs[size] = _Graph(graph, pixels, logits)
+        return self.graphs[size]
+
+    def _pool(self) -> Any:
+        if not hasattr(self, "_graph_pool"):
+            self._graph_pool = torch.cuda.graph_pool_handle()  # one memory pool for all sizes
+        return self._graph_pool
 
     @torch.inference_mode()
     def predict(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -168,9 +270,40 @@ class Classifier:
         return torch.softmax(logits, dim=1)
 
     def warm_up(self, batch: int = 2) -> None:
-        """One forward pass so the first real request does not pay for kernel selection."""
+        """Run the model before the first request, so no request pays for kernel selection.
+
+        A compiled or captured model runs once per bucket, largest first (CUDA graphs then
+        share one memory pool); that compiles every shape it will see, which takes a while.
+        """
         size = self.input_size
-        self.predict(torch.zeros(batch, size, size, 3, dtype=torch.uint8))
+        sizes = sorted(self.buckets, reverse=True) or [batch]
+        for n in sizes:
+            started = time.perf_counter()
+            self.predict(torch.zeros(n, size, size, 3, dtype=torch.uint8))
+            if self.buckets:
+                log.info(
+                    "%s: batch %d ready in %.1f s",
+                    self.numerics.name,
+                    n,
+                    time.perf_counter() - started,
+                )
+
+
+@dataclass(frozen=True)
+class _Graph:
+    """A captured forward pass and the static buffers it reads and writes."""
+
+    graph: Any
+    pixels: torch.Tensor
+    logits: torch.Tensor
+
+
+def _allow_recompiles(shapes: int) -> None:
+    """Let dynamo keep one compiled graph per bucket (its default limit is 8)."""
+    import torch._dynamo.config as dynamo_config
+
+    name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
+    setattr(dynamo_config, name, max(getattr(dynamo_config, name), shapes + 2))
 
 
 @contextlib.contextmanager

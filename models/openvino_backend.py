@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import sys
@@ -81,6 +82,8 @@ class OpenVINOClassifier(Classifier):
         if numerics.device.type != "cpu":
             raise BackendUnavailable("the OpenVINO backend runs on the CPU")
         self.threads = threads
+        # torch.compile and CUDA graphs are torch's; OpenVINO compiles its own graph.
+        numerics = dataclasses.replace(numerics, compile=False, cuda_graphs=False)
         super().__init__(model, numerics, version, input_size, threshold)
 
     def prepare(self, model: nn.Module) -> None:

@@ -61,6 +61,7 @@ def build_classifier(
     pretrained: str,
     backend: str = "torch",
     threads: int = 0,
+    max_batch: int = 32,
 ) -> Classifier:
     """Load the weights `source` names (verified) and prepare them for inference.
 
@@ -70,7 +71,7 @@ def build_classifier(
     def prepare(model: torch.nn.Module, version: str, size: int = 224, threshold: float = 0.5):
         if backend == "openvino":
             return OpenVINOClassifier(model, numerics, version, size, threshold, threads)
-        return Classifier(model, numerics, version, size, threshold)
+        return Classifier(model, numerics, version, size, threshold, max_batch)
 
     if source.checkpoint is not None:
         payload = load_checkpoint(source.checkpoint, source.sha256)

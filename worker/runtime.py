@@ -83,7 +83,13 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     sessions = get_sessions()
-    numerics = resolve_numerics(settings.device, settings.precision, settings.channels_last)
+    numerics = resolve_numerics(
+        settings.device,
+        settings.precision,
+        settings.channels_last,
+        settings.compile,
+        settings.cuda_graphs,
+    )
 
     def pick() -> ModelSource:
         return choose_source(settings.model_checkpoint, sessions)
@@ -95,6 +101,7 @@ def build_runtime(settings: Settings) -> Runtime:
         pretrained=settings.pretrained,
         backend=backend,
         threads=settings.torch_threads,
+        max_batch=settings.batch_size,
     )
     models = ModelHolder(load, pick)
     models.current().warm_up()

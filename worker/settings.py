@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         "auto", description="Inference numerics; auto = bf16 on CPUs/GPUs that support it."
     )
     channels_last: bool = Field(True, description="Use channels_last memory format.")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="torch.compile the model (torch backend): auto = on for GPUs, off on "
+        "CPUs. Compiles one shape per power-of-two batch size at load (minutes).",
+    )
+    cuda_graphs: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Replay the forward pass from captured CUDA graphs: auto = on for GPUs.",
+    )
     backend: Literal["auto", "torch", "openvino"] = Field(
         "auto",
         description="Inference engine: auto = OpenVINO on the CPU when installed "

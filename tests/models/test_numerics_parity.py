@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,48 +49,84 @@ def _p_crack(clf: Classifier, pixels: list[np.ndarray]) -> np.ndarray:
     return torch.cat(probs)[:, CRACK_INDEX].double().numpy()
 
 
-def test_bf16_channels_last_matches_fp32_on_200_held_out_photos(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Reference:
+    """A quickly trained model, 200 held-out photos as pixels, and its fp32 NCHW answers."""
+
+    model: torch.nn.Module
+    pixels: list[np.ndarray]
+    p32: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     data = real_data_or_skip()
     # Held-out photos come from file numbers far from the training ones: the crack patches
     # were cut from few photos, and neighbouring numbers are near-duplicates.
     train, val = _photos(data, 0, TRAIN_PER_CLASS), _photos(data, 3000, 8)
     held_out = _photos(data, 6000, 100)
     started = time.perf_counter()
-    result = fine_tune(train, val, RECIPE, out_dir=tmp_path, device="cpu")
-    train_s = time.perf_counter() - started
+    result = fine_tune(train, val, RECIPE, out_dir=tmp_path_factory.mktemp("fit"), device="cpu")
     assert result.init == "random" and result.train_images == len(train)
     # fine_tune recomputed BatchNorm statistics over the training photos (precise BN).
     model = result.model.eval()
-
     pixels = _pixels(held_out)
     fp32 = Classifier(copy.deepcopy(model), resolve_numerics("cpu", "fp32", False), "fp32", SIZE)
-    fast = Classifier(copy.deepcopy(model), resolve_numerics("cpu", "bf16", True), "bf16", SIZE)
-    assert fast.numerics.dtype == torch.bfloat16 and fast.numerics.channels_last
-    p32, p16 = _p_crack(fp32, pixels), _p_crack(fast, pixels)
-
-    labels = np.array([label for _, label in held_out])
-    accuracy = float(np.mean((p32 >= 0.5) == labels))
-    agreement = float(np.mean((p32 >= 0.5) == (p16 >= 0.5)))
-    mean_abs = float(np.mean(np.abs(p32 - p16)))
-    print(
-        f"\nparity: trained on {len(train)} photos in {train_s:.0f} s; fp32 accuracy "
-        f"{accuracy:.3f}; agreement {agreement:.4f}; mean |dp| {mean_abs:.5f}; "
-        f"max |dp| {np.abs(p32 - p16).max():.4f}"
-    )
+    p32 = _p_crack(fp32, pixels)
+    accuracy = float(np.mean((p32 >= 0.5) == np.array([label for _, label in held_out])))
+    print(f"\nparity: trained on {len(train)} photos in {time.perf_counter() - started:.0f} s; "
+          f"fp32 accuracy {accuracy:.3f}")  # fmt: skip
     # The comparison only means something for a model that learned the task.
     assert accuracy >= 0.7, f"the quick model did not learn (accuracy {accuracy:.3f})"
-    assert agreement >= 0.995
-    assert mean_abs <= 0.01
+    return Reference(model, pixels, p32)
 
-    # The OpenVINO backend serves the same checkpoint, converted at load: the same bar.
+
+def _needs_openvino() -> None:
     if importlib.util.find_spec("openvino") is None:
         pytest.skip("openvino is not installed (pip install 'crackq[openvino]')")
+
+
+def _needs_cuda() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here; this numerics path runs on GPUs only")
+
+
+def _torch(device: str, precision: str, **switches: str) -> Callable[[torch.nn.Module], Classifier]:
+    numerics = resolve_numerics(device, precision, channels_last=True, **switches)
+    return lambda model: Classifier(model, numerics, numerics.name, SIZE)
+
+
+def _openvino(model: torch.nn.Module) -> Classifier:
     from models.openvino_backend import OpenVINOClassifier
 
-    bf16 = resolve_numerics("cpu", "bf16", True)
-    p_ov = _p_crack(OpenVINOClassifier(copy.deepcopy(model), bf16, "ov", SIZE), pixels)
-    ov_agreement = float(np.mean((p32 >= 0.5) == (p_ov >= 0.5)))
-    ov_mean_abs = float(np.mean(np.abs(p32 - p_ov)))
-    print(f"openvino bf16: agreement {ov_agreement:.4f}; mean |dp| {ov_mean_abs:.5f}")
-    assert ov_agreement >= 0.995
-    assert ov_mean_abs <= 0.01
+    return OpenVINOClassifier(model, resolve_numerics("cpu", "bf16", True), "ov", SIZE)
+
+
+# name -> (precondition, classifier factory). Every fast path a worker can serve from.
+CONFIGS: dict[str, tuple[Callable[[], None], Callable[[], Callable[..., Classifier]]]] = {
+    "cpu-bf16-channels_last": (lambda: None, lambda: _torch("cpu", "bf16")),
+    "cpu-openvino-bf16": (_needs_openvino, lambda: _openvino),
+    # inductor on the CPU; lazily compiled, so only the two batch shapes used here are built
+    "cpu-bf16-compile": (lambda: None, lambda: _torch("cpu", "bf16", compile="on")),
+    "cuda-bf16": (_needs_cuda, lambda: _torch("cuda", "bf16", compile="off", cuda_graphs="off")),
+    "cuda-fp16": (_needs_cuda, lambda: _torch("cuda", "fp16", compile="off", cuda_graphs="off")),
+    "cuda-bf16-compile-cudagraphs": (
+        _needs_cuda,
+        lambda: _torch("cuda", "bf16", compile="on", cuda_graphs="on"),
+    ),
+}
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_fast_numerics_match_fp32_on_200_held_out_photos(reference: Reference, config: str) -> None:
+    precondition, factory = CONFIGS[config]
+    precondition()
+    clf = factory()(copy.deepcopy(reference.model))
+    p = _p_crack(clf, reference.pixels)
+    p32 = reference.p32
+    agreement = float(np.mean((p32 >= 0.5) == (p >= 0.5)))
+    mean_abs = float(np.mean(np.abs(p32 - p)))
+    print(f"\n{config}: agreement {agreement:.4f}; mean |dp| {mean_abs:.5f}; "
+          f"max |dp| {np.abs(p32 - p).max():.4f}")  # fmt: skip
+    assert agreement >= 0.995
+    assert mean_abs <= 0.01
