@@ -30,14 +30,22 @@ def measure(
     `served` is the backend the worker runs (its single-image latency is the trickle's
     yardstick); the e2e target compares against the fastest configuration measured.
     """
+    from models.classifier import resolve_device
     from models.openvino_backend import openvino_installed
+    from worker.settings import get_settings
 
-    result = _measure_in_process("torch", allocator, iters, latency_iters)
-    if openvino_installed():
-        result.update(_measure_in_process("openvino", None, iters, latency_iters))
+    device = resolve_device(get_settings().device)
+    gpu = device.type == "cuda"
+    # A GPU needs big batches and more of them to show its speed (about 10k img/s on H100).
+    batch, iters = (256, max(iters, 30)) if gpu else (32, iters)
+    result = _measure_in_process("torch", allocator, iters, latency_iters, str(device), batch)
+    if openvino_installed() and not gpu:
+        result.update(_measure_in_process("openvino", None, iters, latency_iters, "cpu", batch))
     configs = {k: v for k, v in result.items() if isinstance(v, dict) and "images_per_s" in v}
     fastest = max(configs, key=lambda k: configs[k]["images_per_s"])
-    served_key = "openvino_bf16" if served == "openvino" else "fast"
+    served_key = {"openvino": "openvino_bf16"}.get(served, "fast")
+    if gpu and "fast_compiled" in configs:
+        served_key = "fast_compiled"  # what a GPU worker serves with the default settings
     result.update(
         fastest=fastest,
         fastest_images_per_s=configs[fastest]["images_per_s"],
@@ -51,13 +59,14 @@ def measure(
 
 
 def _measure_in_process(
-    backend: str, allocator: str | None, iters: int, latency_iters: int
+    backend: str, allocator: str | None, iters: int, latency_iters: int, device: str, batch: int
 ) -> dict[str, Any]:
     env = dict(os.environ)
     if allocator:
         env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), allocator]))
     argv = [sys.executable, "-m", "benchmarks.model_speed", "--iters", str(iters)]
     argv += ["--latency-iters", str(latency_iters), "--backend", backend]
+    argv += ["--device", device, "--batch", str(batch)]
     out = subprocess.run(
         argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, check=True, timeout=900, text=True
     )
@@ -79,33 +88,54 @@ def _throughput(predict: Any, batch: Any, warmup: int, iters: int) -> tuple[floa
     return len(batch) * iters / sum(times), statistics.median(times), cpu_ms
 
 
+def configurations(backend: str, device: str) -> dict[str, tuple[type, Any]]:
+    """name -> (classifier class, numerics) measured for `backend` on `device`.
+
+    On a GPU, `fast_compiled` adds torch.compile and CUDA graphs, as a GPU worker serves
+    by default; the CPU leaves them out (OpenVINO is its compiled path).
+    """
+    from models.classifier import Classifier, resolve_numerics
+    from models.openvino_backend import OpenVINOClassifier
+
+    if backend == "openvino":
+        return {"openvino_bf16": (OpenVINOClassifier, resolve_numerics("cpu", "bf16", True))}
+    configs: dict[str, tuple[type, Any]] = {
+        "fp32_nchw": (Classifier, resolve_numerics(device, "fp32", channels_last=False)),
+        "fast": (Classifier, resolve_numerics(device, "bf16", True)),
+    }
+    if configs["fast"][1].device.type == "cuda":
+        graphs = resolve_numerics(device, "bf16", True, compile="on", cuda_graphs="on")
+        configs["fast_compiled"] = (Classifier, graphs)
+    return configs
+
+
 def run(
-    iters: int, latency_iters: int, backend: str = "torch", batch_size: int = 32, size: int = 224
+    iters: int,
+    latency_iters: int,
+    backend: str = "torch",
+    batch_size: int = 32,
+    size: int = 224,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     import torch
 
-    from models.classifier import Classifier, build_model, cpu_has_bf16, resolve_numerics
-    from models.openvino_backend import OpenVINOClassifier
+    from models.classifier import build_model, cpu_has_bf16, resolve_numerics
 
     torch.manual_seed(0)
     weights = build_model().state_dict()
+    configs = configurations(backend, device)
+    dev = configs[next(iter(configs))][1].device
     # uint8 pixels as the pipeline hands them over: normalisation is part of every backend.
-    batch = torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8)
+    # On a GPU they already sit in device memory: this is the model alone.
+    batch = torch.randint(0, 256, (batch_size, size, size, 3), dtype=torch.uint8).to(dev)
     one = batch[:1].clone()
-    bf16 = resolve_numerics("cpu", "bf16", channels_last=True)
-    configs = (
-        {"openvino_bf16": (OpenVINOClassifier, bf16)}
-        if backend == "openvino"
-        else {
-            "fp32_nchw": (Classifier, resolve_numerics("cpu", "fp32", channels_last=False)),
-            "fast": (Classifier, bf16),
-        }
-    )
     out: dict[str, Any] = {}
     for name, (kind, numerics) in configs.items():
         model = build_model()
         model.load_state_dict(weights)
-        clf = kind(model, numerics, version="bench", input_size=size)
+        # Compiled forwards build only the shapes used here (the largest batch and 1).
+        extra = {"max_batch": batch_size} if kind.__name__ == "Classifier" else {}
+        clf = kind(model, numerics, version="bench", input_size=size, **extra)
         t0 = time.perf_counter()
         ips, per_batch, cpu_ms = _throughput(clf.predict, batch, warmup=2, iters=iters)
         log.info(
@@ -137,7 +167,8 @@ def run(
             latency_iters=latency_iters,
             torch_threads=torch.get_num_threads(),
             bf16_native=cpu_has_bf16(),
-            auto_numerics=resolve_numerics("cpu").name,
+            auto_numerics=resolve_numerics(device, compile="auto", cuda_graphs="auto").name,
+            gpu=torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         )
     return out
 
@@ -147,9 +178,13 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--latency-iters", type=int, default=30)
     parser.add_argument("--backend", choices=("torch", "openvino"), default="torch")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="model_speed: %(message)s")
-    print(json.dumps(run(args.iters, args.latency_iters, args.backend)))
+    print(
+        json.dumps(run(args.iters, args.latency_iters, args.backend, args.batch, 224, args.device))
+    )
 
 
 if __name__ == "__main__":

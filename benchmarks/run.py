@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks import services
 
 log = logging.getLogger("benchmarks")
-NAMES = ("model", "bulk_write", "e2e", "trickle", "rss", "naive")
+NAMES = ("model", "bulk_write", "e2e", "trickle", "rss", "naive", "inprocess")
 DEFAULT_RSS_IMAGES, FULL_RSS_IMAGES = 6_000, 20_000
 
 
@@ -70,6 +70,7 @@ def summary(found: dict[str, dict[str, Any]], wall_s: float) -> dict[str, Any]:
         return round(a / b, digits) if a is not None and b else None
 
     model, e2e, naive = found.get("model", {}), found.get("e2e", {}), found.get("naive", {})
+    inproc = found.get("inprocess", {})
     trickle = found.get("trickle", {})
     fast = model.get("fastest_images_per_s")
     e2e_cpu = e2e.get("cpu_ms_per_image", {}).get("total")
@@ -78,6 +79,9 @@ def summary(found: dict[str, dict[str, Any]], wall_s: float) -> dict[str, Any]:
         "bench": "summary",
         "e2e_over_model_fastest": ratio(e2e.get("images_per_s"), fast),
         "e2e_over_naive": ratio(e2e.get("images_per_s"), naive.get("images_per_s"), 2),
+        # the GPU target: in-process decode -> infer -> write >= 0.7 x model-only
+        "inprocess_over_model_fastest": ratio(inproc.get("images_per_s"), fast),
+        "e2e_over_inprocess": ratio(e2e.get("images_per_s"), inproc.get("images_per_s")),
         "trickle_p50_over_single_image": ratio(
             trickle.get("p50_ms"), model.get("single_image_ms_p50"), 2
         ),
@@ -92,6 +96,7 @@ def summary(found: dict[str, dict[str, Any]], wall_s: float) -> dict[str, Any]:
             "model_fastest_images_per_s": fast,
             "model_served": model.get("served"),
             "naive_images_per_s": naive.get("images_per_s"),
+            "inprocess_images_per_s": inproc.get("images_per_s"),
             "trickle_p50_ms": trickle.get("p50_ms"),
             "single_image_ms_p50": model.get("single_image_ms_p50"),
         },
@@ -129,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             emit({"bench": name, "error": f"{type(exc).__name__}: {exc}"})
 
-    from benchmarks import baselines, model_speed, worker_bench
+    from benchmarks import baselines, inprocess, model_speed, worker_bench
 
     if "model" in args.want:
         attempt("model", lambda: {"bench": "model", **model_speed.measure(*_served())})
     worker_benches = args.want & {"e2e", "trickle", "rss"}
-    needs_services = worker_benches or args.want & {"naive", "bulk_write"}
+    needs_services = worker_benches or args.want & {"naive", "bulk_write", "inprocess"}
     if needs_services:
         with services.bench_services(max(args.n, args.naive_n)) as (photos, engine):
             if "bulk_write" in args.want:
@@ -152,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                     args.rss_target,
                     args.trickle_s,
                 )
+            if "inprocess" in args.want:
+                allocator = None if _served()[3] == "openvino" else _allocator_path()
+                attempt("inprocess", inprocess.run, photos, tmp, args.n, allocator)
             if "naive" in args.want:
                 attempt("naive", baselines.naive, photos, engine, tmp, args.naive_n)
     emit(summary(found, time.monotonic() - started))

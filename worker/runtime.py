@@ -40,7 +40,7 @@ class Runtime:
 
     def close(self) -> None:
         self.models.stop()
-        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.decode_pool.shutdown(wait=True, cancel_futures=True)
 
 
 _runtime: Runtime | None = None

@@ -14,6 +14,8 @@ def test_buckets_are_powers_of_two_up_to_the_largest_batch() -> None:
     assert batch_buckets(1) == (1,)
     assert batch_buckets(32) == (1, 2, 4, 8, 16, 32)
     assert batch_buckets(33)[-1] == 64  # a batch of 33 still fits one bucket
+    assert batch_buckets(256, smallest=8) == (8, 16, 32, 64, 128, 256)
+    assert batch_buckets(4, smallest=8) == (4,)
 
 
 def test_auto_compiles_and_captures_on_gpus_only() -> None:

@@ -1,0 +1,119 @@
+"""In-process pipeline: read + decode -> infer -> one write per batch, without the queue.
+
+`python -m benchmarks.inprocess --refs FILE --n N` runs crackq's own pipeline
+(`worker.pipeline.classify`) in this process, two batches in flight as in the worker,
+until every row is committed, and prints one JSON line. `run()` starts it in a fresh
+process set up as `crackq worker` sets itself up (allocator), from `benchmarks.run`.
+
+On a GPU this is the issue's in-process decode -> infer -> write figure (batch 256,
+one decode thread per core); on the CPU, compared with e2e, it shows what the queue costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from benchmarks.services import ROOT, Photos
+
+log = logging.getLogger(__name__)
+
+
+def run(photos: Photos, tmp: Path, n: int, allocator: str | None) -> dict[str, Any]:
+    """`n` photos through the pipeline in a fresh process; its JSON result."""
+    refs = tmp / "inprocess-refs.txt"
+    refs.write_text("\n".join(photos.cycle(0, n)))
+    env = dict(os.environ, CRACKQ_ALLOWED_ROOTS=str(photos.root))
+    if allocator:
+        env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), allocator]))
+    argv = [sys.executable, "-m", "benchmarks.inprocess", "--refs", str(refs), "--n", str(n)]
+    out = subprocess.run(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, check=True, timeout=1800, text=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(refs: list[str], batch: int, decode_threads: int, inflight: int = 2) -> dict[str, Any]:
+    """Classify `refs` in batches of `batch`, `inflight` batches at once; timings and rates."""
+    import torch
+
+    from benchmarks.rows import utcnow
+    from worker.pipeline import Item, classify
+    from worker.runtime import build_runtime
+    from worker.settings import Settings
+
+    settings = Settings(batch_size=batch, decode_threads=decode_threads)
+    t0 = time.perf_counter()
+    rt = build_runtime(settings)  # loads, converts or compiles the model, warms it up
+    load_s = time.perf_counter() - t0
+    at = utcnow()
+    items = [Item(f"bench-inproc-{i}", r, "bench-inproc", at) for i, r in enumerate(refs)]
+    classify(
+        [Item(f"bench-inproc-warm-{i}", r, "bench-warm") for i, r in enumerate(refs[:batch])], rt
+    )
+    batches = [items[i : i + batch] for i in range(0, len(items), batch)]
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    with ThreadPoolExecutor(inflight, thread_name_prefix="bench-inflight") as pool:
+        written = sum(len(rows) for rows in pool.map(lambda b: classify(b, rt), batches))
+    seconds = time.perf_counter() - t0
+    cpu_s = time.process_time() - cpu0
+    clf = rt.classifier()
+    rt.close()
+    return {
+        "bench": "inprocess",
+        "images": len(items),
+        "rows_written": written,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(written / seconds, 2),
+        "device": clf.numerics.device.type,
+        "gpu": torch.cuda.get_device_name() if clf.numerics.device.type == "cuda" else None,
+        "backend": type(clf).__name__,
+        "numerics": clf.numerics.name,
+        "batch": batch,
+        "decode_threads": decode_threads,
+        "batches_in_flight": inflight,
+        "cpu_ms_per_image": round(1000.0 * cpu_s / max(written, 1), 2),
+        "model_load_s": round(load_s, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inprocess", description=__doc__)
+    parser.add_argument("--refs", type=Path, required=True, help="file with one image ref a line")
+    parser.add_argument("--n", type=int, default=0, help="use the first N refs (0 = all)")
+    parser.add_argument("--batch", type=int, default=0, help="batch size (0: 256 GPU, 32 CPU)")
+    parser.add_argument("--decode-threads", type=int, default=0, help="0: one per core on GPUs")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="inprocess: %(message)s")
+    import torch
+
+    from models.classifier import resolve_device
+    from worker.settings import get_settings
+
+    refs = [r for r in args.refs.read_text().splitlines() if r][: args.n or None]
+    gpu = resolve_device(get_settings().device).type == "cuda"
+    batch = args.batch or (256 if gpu else get_settings().batch_size)
+    threads = args.decode_threads or (
+        (os.cpu_count() or 2) if gpu else get_settings().decode_threads
+    )
+    log.info("%d refs, batch %d, %d decode threads, torch %s", len(refs), batch, threads,
+             torch.__version__)  # fmt: skip
+    print(json.dumps(measure(refs, batch, threads)), flush=True)
+    # The figures are out. Skip interpreter teardown: about one exit in three aborted in
+    # native code there ("terminate called without an active exception", torch and
+    # OpenVINO thread pools being destroyed), which would turn a good run into a failure.
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

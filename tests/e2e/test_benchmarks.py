@@ -1,0 +1,42 @@
+"""`python -m benchmarks.run` from the command line: JSON lines a user can rerun and compare.
+
+The GPU figures (model-only with compile + CUDA graphs, the in-process pipeline at batch
+256) come from the same code paths this runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.model_speed import configurations
+from tests.conftest import DATA_DIR, REDIS_DB, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_model_bench_measures_compiled_graphs_on_gpus_only() -> None:
+    cpu = configurations("torch", "cpu")
+    assert list(cpu) == ["fp32_nchw", "fast"]
+    assert cpu["fast"][1].name == "cpu-bfloat16-channels_last"
+    assert list(configurations("openvino", "cpu")) == ["openvino_bf16"]
+
+
+def test_inprocess_and_bulk_write_benchmarks_print_json_lines() -> None:
+    env = dict(os.environ, CRACKQ_BENCH_REDIS_DB=str(REDIS_DB), CRACKQ_BENCH_DATA=str(DATA_DIR))
+    argv = [sys.executable, "-m", "benchmarks.run", "--only", "inprocess,bulk_write", "--n", "48"]
+    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = {d["bench"]: d for d in map(json.loads, out.stdout.splitlines())}
+    assert set(lines) == {"inprocess", "bulk_write", "summary"}
+    inproc = lines["inprocess"]
+    assert inproc["rows_written"] == 48 and inproc["images_per_s"] > 0
+    assert inproc["device"] == "cpu" and inproc["batches_in_flight"] == 2
+    assert lines["bulk_write"]["rows_per_s"] > 0
+    summary = lines["summary"]
+    assert summary["inputs"]["inprocess_images_per_s"] == inproc["images_per_s"]
+    assert summary["e2e_over_model_fastest"] is None  # not measured in this run
