@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
-from models.transforms import normalise
+from models.transforms import mean_std, normalise
 
 log = logging.getLogger(__name__)
 
@@ -194,18 +194,13 @@ class Classifier:
             model = model.to(memory_format=torch.channels_last)
         # Weights are cast to the inference dtype once; autocast would re-cast per call.
         self.model = model.to(dtype=self.numerics.dtype)
-        self.forward = self._forward
+        serving = Serving(self.model, self.numerics).to(self.numerics.device)
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = serving
         if self.numerics.compile:
             _allow_recompiles(len(self.buckets))
-            self.forward = torch.compile(self._forward, dynamic=False)
+            self.forward = torch.compile(serving, dynamic=False)
         self.graphs: dict[int, _Graph] = {}
         self.lock = threading.Lock()  # captured graphs share their input and output buffers
-
-    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 (N,H,W,3) on the device -> logits on the device, normalisation included."""
-        x = normalise(pixels)
-        memory = torch.channels_last if self.numerics.channels_last else torch.contiguous_format
-        return self.model(x.to(dtype=self.numerics.dtype, memory_format=memory))
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """Raw float32 logits (N, 2) on the CPU for a uint8 (N,H,W,3) batch of pixels.
@@ -289,6 +284,31 @@ class Classifier:
                     n,
                     time.perf_counter() - started,
                 )
+
+
+class Serving(nn.Module):
+    """uint8 (N,H,W,3) pixels in, logits out: normalisation, dtype and layout, then `model`.
+
+    One module, so torch.compile sees the whole step and fuses the normalisation into the
+    first convolution's input, and a new model version (same structure, new weights) reuses
+    the compiled code: dynamo treats parameters and buffers as inputs.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, model: nn.Module, numerics: Numerics) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = numerics.dtype
+        self.memory = torch.channels_last if numerics.channels_last else torch.contiguous_format
+        mean, std = mean_std("cpu")
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = normalise(pixels, (self.mean, self.std))
+        return self.model(x.to(dtype=self.dtype, memory_format=self.memory))
 
 
 @dataclass(frozen=True)

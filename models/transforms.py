@@ -31,15 +31,23 @@ class EvalPreset:
         return np.asarray(img, dtype=np.uint8)
 
 
-def normalise(batch_hwc: torch.Tensor) -> torch.Tensor:
+def mean_std(device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std as (1,3,1,1) float32 tensors on `device`."""
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    return mean, torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+
+
+def normalise(
+    batch_hwc: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
     """uint8 (N,H,W,3) -> float32 (N,3,H,W) with ImageNet mean/std, on batch_hwc's device.
 
     The result is NCHW in shape but channels_last in memory, which is what a
-    channels_last model wants, so no copy follows.
+    channels_last model wants, so no copy follows. Pass `stats` (from `mean_std`, on the
+    same device) to avoid building them per call: a CUDA graph capture forbids the copy.
     """
+    mean, std = stats if stats is not None else mean_std(batch_hwc.device)
     x = batch_hwc.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return x.sub_(mean).div_(std)
 
 

@@ -50,3 +50,23 @@ def test_pixels_must_be_uint8_nhwc() -> None:
     clf = Classifier(build_model(), resolve_numerics("cpu", "fp32"), "v", input_size=32)
     with pytest.raises(ValueError, match=r"expected uint8 \(N,H,W,3\) pixels"):
         clf.predict(torch.zeros(1, 3, 32, 32))
+
+
+@pytest.mark.slow
+def test_a_new_model_version_reuses_the_compiled_code_with_its_own_weights() -> None:
+    """Hot reload: same architecture, new weights -> no recompilation, new predictions."""
+    import torch._dynamo.utils as dynamo_utils
+
+    numerics = resolve_numerics("cpu", "fp32", compile="on")
+    first = Classifier(build_model(), numerics, "v1", input_size=32, max_batch=1)
+    first.warm_up()
+    graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+    torch.manual_seed(1)
+    model = build_model().eval()
+    second = Classifier(copy.deepcopy(model), numerics, "v2", input_size=32, max_batch=1)
+    second.warm_up()
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == graphs
+    pixels = torch.randint(0, 256, (1, 32, 32, 3), dtype=torch.uint8)
+    eager = Classifier(model, resolve_numerics("cpu", "fp32"), "e", input_size=32)
+    assert torch.allclose(second.predict(pixels), eager.predict(pixels), atol=1e-4)
+    assert not torch.allclose(first.predict(pixels), second.predict(pixels), atol=1e-4)

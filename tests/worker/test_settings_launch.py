@@ -69,3 +69,15 @@ def test_flower_gets_basic_auth_through_the_environment() -> None:
     assert launch.env["FLOWER_BASIC_AUTH"] == "ops:pw"
     assert "ops:pw" not in " ".join(launch.argv)
     assert "FLOWER_UNAUTHENTICATED_API" not in launch.env
+
+
+def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
+    from tests.conftest import ROOT
+    from worker.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / ".env.example").read_text()
+    for name in Settings.model_fields:
+        var = f"CRACKQ_{name.upper()}"
+        assert f"| `{var}` |" in readme, f"{var} missing from the README's settings table"
+        assert f"{var}=" in example, f"{var} missing from .env.example"
