@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import registry
@@ -114,6 +115,7 @@ class ModelHolder:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._registry_down = False  # log an outage once, not on every poll
 
     def current(self) -> Classifier:
         return self._current
@@ -122,9 +124,22 @@ class ModelHolder:
         """Load and switch to the promoted version if it changed; True if it switched."""
         try:
             source = self._pick()
+        except DBAPIError as exc:  # database restarting or refusing: expected, and it passes
+            if not self._registry_down:
+                reason = str(exc.orig or exc).strip().splitlines()[0]
+                log.warning(
+                    "model registry unreachable (%s); keeping %s until it answers",
+                    reason,
+                    self._current.version,
+                )
+            self._registry_down = True
+            return False
         except Exception:
             log.exception("could not read the model registry; keeping %s", self._current.version)
             return False
+        if self._registry_down:
+            log.info("model registry reachable again")
+            self._registry_down = False
         if source == self._source:
             return False
         with self._lock:

@@ -49,3 +49,27 @@ def test_tampered_checkpoint_is_refused_and_the_old_model_keeps_serving(sessions
         fh.write(b"\x00\x01\x02\x03")
     assert h.check_once() is False
     assert h.current().version == "v1"
+
+
+def test_a_registry_outage_is_one_warning_not_a_traceback_per_poll(sessions, caplog) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    # A real refused connection: nothing listens on port 1.
+    down = sessionmaker(create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/none"))
+    up = True
+    h = ModelHolder(
+        lambda src: build_classifier(src, NUMERICS, "never"),
+        lambda: choose_source(None, sessions if up else down),
+    )
+    up = False
+    with caplog.at_level("INFO", logger="worker.modelstore"):
+        for _ in range(3):
+            assert h.check_once() is False
+        up = True
+        assert h.check_once() is False
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "registry unreachable" in m]) == 1, messages
+    assert not any(r.exc_info for r in caplog.records)
+    assert messages[-1] == "model registry reachable again"
+    assert h.current().version == RANDOM_INIT_VERSION
