@@ -109,6 +109,29 @@ def status_counts(session: Session, request_ids: Sequence[str]) -> dict[str, int
     return counts
 
 
+def stale_queued(session: Session, older_than_s: float, limit: int) -> list[dict[str, Any]]:
+    """Rows still `queued` that were created more than `older_than_s` seconds ago, oldest first.
+
+    Such a row's message is lost or stuck: a worker killed between taking it from Redis and
+    recording it as unacked loses it (kombu's Redis transport), and the row stays queued.
+    """
+    since = func.now() - dt.timedelta(seconds=older_than_s)
+    stmt = (
+        select(Result.request_id, Result.image_ref, Result.batch_id, Result.submitted_at)
+        .where(Result.status == "queued", Result.created_at < since)
+        .order_by(Result.created_at)
+        .limit(limit)
+    )
+    return [dict(row._mapping) for row in session.execute(stmt)]
+
+
+def stale_queued_count(session: Session, older_than_s: float) -> int:
+    """How many rows `stale_queued` would find without a limit."""
+    since = func.now() - dt.timedelta(seconds=older_than_s)
+    stmt = select(func.count()).where(Result.status == "queued", Result.created_at < since)
+    return int(session.scalar(stmt) or 0)
+
+
 def recent_activity(session: Session, seconds: float) -> dict[str, int]:
     """Rows still queued, and final rows (and failed ones) finished in the last `seconds`."""
     since = func.now() - dt.timedelta(seconds=seconds)

@@ -135,6 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--watch", type=float, metavar="SECONDS", help="print again every SECONDS until Ctrl-C"
     )
+    p = sub.add_parser(
+        "requeue",
+        help="re-send the messages of results still queued after a while (lost messages)",
+        description="Re-send one message per result row still `queued` after --older-than "
+        "seconds. A worker killed at the wrong instant can lose a message (the row then "
+        "stays queued); re-sending is safe: each request id is stored once and a worker "
+        "skips ids already finished.",
+    )
+    p.add_argument(
+        "--older-than",
+        type=float,
+        metavar="SECONDS",
+        help="rows created more than this long ago (default: CRACKQ_VISIBILITY_TIMEOUT_S, "
+        "after which Redis would have redelivered any message a worker still held)",
+    )
+    p.add_argument("--limit", type=int, default=100_000, help="at most this many (oldest first)")
+    p.add_argument("--dry-run", action="store_true", help="list them; send nothing")
     sub.add_parser("schema", help="print the JSON Schemas of the task arguments")
     return parser
 
@@ -276,6 +293,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return commands.status(watch=args.watch)
 
 
+def cmd_requeue(args: argparse.Namespace) -> int:
+    from worker import commands
+
+    older = args.older_than
+    if older is None:
+        older = float(get_settings().visibility_timeout_s)
+    if older < 0 or args.limit < 1:
+        raise ValueError("--older-than must be >= 0 and --limit >= 1")
+    return commands.requeue(older, args.limit, args.dry_run)
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from worker.training_commands import finetune
 
@@ -328,6 +356,7 @@ COMMANDS = {
     "label": cmd_label,
     "demo": cmd_demo,
     "dead-letters": cmd_dead_letters,
+    "requeue": cmd_requeue,
     "schema": cmd_schema,
 }
 

@@ -174,13 +174,20 @@ def status(watch: float | None = None) -> int:
             print(f"queue {queue}: {client.llen(queue)} waiting")
         replies = app.control.inspect(timeout=1.0).ping() or {}
         print(f"workers: {len(replies)}" + "".join(f"\n  {name}" for name in sorted(replies)))
+        stale_after = get_settings().visibility_timeout_s
         with sessions()() as session:
             row = registry.promoted(session)
             recent = results_db.recent_activity(session, seconds=60)
+            stale = results_db.stale_queued_count(session, stale_after)
         print(
             f"results: {recent['queued']} queued, {recent['finished']} finished in the last "
             f"minute ({recent['finished'] / 60:.1f}/s, {recent['failed']} failed)"
         )
+        if stale:
+            print(
+                f"  {stale} queued for more than {stale_after} s: their messages may be lost; "
+                "`crackq requeue` re-sends them"
+            )
         print(
             f"promoted model: {row.version if row else 'none (workers serve an untrained model)'}"
         )
@@ -189,3 +196,26 @@ def status(watch: float | None = None) -> int:
         sys.stdout.flush()
         time.sleep(watch)
         print()
+
+
+def requeue(older_than_s: float, limit: int, dry_run: bool) -> int:
+    """Re-send the messages of rows still queued after `older_than_s` seconds."""
+    from worker.app import app
+    from worker.enqueue import send
+
+    with sessions()() as session:
+        rows = results_db.stale_queued(session, older_than_s, limit)
+    for row in rows:
+        if row["submitted_at"] is None:  # rows from producers that sent no timestamp
+            row["submitted_at"] = dt.datetime.now(dt.timezone.utc)
+    if dry_run:
+        for row in rows:
+            print(f"{row['request_id']}\t{row['image_ref']}")
+        print(f"{len(rows)} rows queued for more than {older_than_s:g} s (dry run: nothing sent)")
+        return 0
+    send(app, rows)
+    print(
+        f"re-sent {len(rows)} messages for rows queued for more than {older_than_s:g} s; "
+        "workers skip any that finish in the meantime"
+    )
+    return 0

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ COMMANDS = (
     "label",
     "demo",
     "status",
+    "requeue",
     "schema",
 )
 
@@ -100,3 +102,52 @@ def test_useful_error_without_references() -> None:
     out = crackq("submit")
     assert out.returncode == 2
     assert "no image references given" in out.stderr
+
+
+def test_requeue_resends_rows_whose_messages_were_lost(
+    tmp_path: Path, redis_client, engine
+) -> None:
+    """The kombu gap: a message taken from Redis by a worker killed before it recorded it."""
+    from sqlalchemy import text
+
+    root = tmp_path / "site"
+    root.mkdir()
+    for i in range(3):
+        (root / f"p{i}.jpg").write_bytes(images.jpeg(227, 227))
+    refs = [str(root / f"p{i}.jpg") for i in range(3)]
+    out = crackq("submit", *refs, "--batch-id", "lost", "--json")
+    assert out.returncode == 0, out.stderr
+    old, old2, new = json.loads(out.stdout)["request_ids"]
+    redis_client.delete("inference")  # the messages vanish; the rows stay queued
+    with engine.begin() as conn:  # two of them were queued two hours ago
+        conn.execute(
+            text(
+                "UPDATE results SET created_at = now() - interval '2 hours' "
+                "WHERE request_id IN (:a, :b)"
+            ),
+            {"a": old, "b": old2},
+        )
+    status = crackq("status")
+    assert re.search(r"\n  2 queued for more than \d+ s", status.stdout), status.stdout
+
+    dry = crackq("requeue", "--dry-run", "--older-than", "3600")
+    assert dry.returncode == 0, dry.stderr
+    assert old in dry.stdout and old2 in dry.stdout and new not in dry.stdout
+    assert redis_client.llen("inference") == 0
+
+    out = crackq("requeue", "--older-than", "3600")
+    assert out.returncode == 0, out.stderr
+    assert "re-sent 2 messages" in out.stdout
+    assert redis_client.llen("inference") == 2
+    with worker(tmp_path, "requeue", env={"CRACKQ_ALLOWED_ROOTS": str(root)}) as w:
+        w.wait_for_log(READY, 120)
+        for _ in range(120):
+            with engine.connect() as conn:
+                done = conn.execute(
+                    text("SELECT request_id, status FROM results WHERE batch_id = 'lost'")
+                ).all()
+            if sum(s == "succeeded" for _, s in done) == 2:
+                break
+            time.sleep(0.5)
+    assert dict(done) == {old: "succeeded", old2: "succeeded", new: "queued"}
+    assert crackq("requeue", "--older-than", "-1").returncode == 2
