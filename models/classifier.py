@@ -190,6 +190,8 @@ class Classifier:
     def prepare(self, model: nn.Module) -> None:
         """Make `model` ready for `logits` (a backend overrides both)."""
         model = model.eval().to(self.numerics.device)
+        if self.numerics.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels
         if self.numerics.channels_last:
             model = model.to(memory_format=torch.channels_last)
         # Weights are cast to the inference dtype once; autocast would re-cast per call.
@@ -241,7 +243,9 @@ class Classifier:
                 self.forward(pixels)
         torch.cuda.current_stream(dev).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool()):
+        # thread_local: a hot reload captures the new version in the poll thread while the
+        # serving thread keeps running the old one; "global" would make its CUDA calls fail.
+        with torch.cuda.graph(graph, pool=self._pool(), capture_error_mode="thread_local"):
             logits = self.forward(pixels)
         self.graphs[size] = _Graph(graph, pixels, logits)
         return self.graphs[size]
