@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks import services
 
 log = logging.getLogger("benchmarks")
-NAMES = ("model", "bulk_write", "e2e", "trickle", "rss", "naive", "inprocess")
+NAMES = ("model", "decode", "bulk_write", "e2e", "trickle", "rss", "naive", "inprocess")
 DEFAULT_RSS_IMAGES, FULL_RSS_IMAGES = 6_000, 20_000
 
 
@@ -134,14 +134,16 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             emit({"bench": name, "error": f"{type(exc).__name__}: {exc}"})
 
-    from benchmarks import baselines, inprocess, model_speed, worker_bench
+    from benchmarks import baselines, decode, inprocess, model_speed, worker_bench
 
     if "model" in args.want:
         attempt("model", lambda: {"bench": "model", **model_speed.measure(*_served())})
     worker_benches = args.want & {"e2e", "trickle", "rss"}
-    needs_services = worker_benches or args.want & {"naive", "bulk_write", "inprocess"}
+    needs_services = worker_benches or args.want & {"naive", "bulk_write", "inprocess", "decode"}
     if needs_services:
         with services.bench_services(max(args.n, args.naive_n)) as (photos, engine):
+            if "decode" in args.want:
+                attempt("decode", decode.run, photos, max(args.n, 500))
             if "bulk_write" in args.want:
                 attempt("bulk_write", baselines.bulk_write, engine)
             if worker_benches:

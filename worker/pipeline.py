@@ -18,7 +18,7 @@ from models.transforms import EvalPreset, stack
 from worker.decode import decode_image
 from worker.errors import ErrorCode, ImageError
 from worker.runtime import Runtime
-from worker.sources import read_bytes
+from worker.sources import SourceLimits, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ def classify(items: Sequence[Item], rt: Runtime) -> list[dict[str, Any]]:
         return []
     classifier = rt.classifier()  # taken once: a model switch never splits a batch
     size = classifier.input_size
-    futures = [rt.decode_pool.submit(load, item, rt, size) for item in todo]
+    max_pixels = rt.settings.max_image_pixels
+    futures = [rt.decode_pool.submit(load, item, rt.limits, max_pixels, size) for item in todo]
     rows: list[dict[str, Any]] = []
     for start in range(0, len(futures), rt.settings.batch_size):
         loaded = [f.result() for f in futures[start : start + rt.settings.batch_size]]
@@ -94,12 +95,12 @@ def unfinished(items: Sequence[Item], rt: Runtime) -> list[Item]:
     return todo
 
 
-def load(item: Item, rt: Runtime, size: int) -> Loaded:
+def load(item: Item, limits: SourceLimits, max_pixels: int, size: int) -> Loaded:
     """Read and decode one reference into model-sized pixels; errors become a value."""
     t0 = time.perf_counter()
     try:
-        data = read_bytes(item.image_ref, rt.limits)
-        image = decode_image(data, rt.settings.max_image_pixels, target=size)
+        data = read_bytes(item.image_ref, limits)
+        image = decode_image(data, max_pixels, target=size)
         pixels = preset(size)(image)
         return Loaded(item, pixels, None, ms_since(t0))
     except ImageError as exc:

@@ -26,13 +26,16 @@ def test_model_bench_measures_compiled_graphs_on_gpus_only() -> None:
     assert list(configurations("openvino", "cpu")) == ["openvino_bf16"]
 
 
-def test_inprocess_and_bulk_write_benchmarks_print_json_lines() -> None:
+def test_inprocess_decode_and_bulk_write_benchmarks_print_json_lines() -> None:
     env = dict(os.environ, CRACKQ_BENCH_REDIS_DB=str(REDIS_DB), CRACKQ_BENCH_DATA=str(DATA_DIR))
-    argv = [sys.executable, "-m", "benchmarks.run", "--only", "inprocess,bulk_write", "--n", "48"]
+    argv = [sys.executable, "-m", "benchmarks.run", "--only", "inprocess,decode,bulk_write"]
+    argv += ["--n", "48"]
     out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = {d["bench"]: d for d in map(json.loads, out.stdout.splitlines())}
-    assert set(lines) == {"inprocess", "bulk_write", "summary"}
+    assert set(lines) == {"inprocess", "decode", "bulk_write", "summary"}
+    decode = lines["decode"]
+    assert decode["threads_1"]["images_per_s"] > 0 and decode["threads_1"]["failed"] == 0
     inproc = lines["inprocess"]
     assert inproc["rows_written"] == 48 and inproc["images_per_s"] > 0
     assert inproc["device"] == "cpu" and inproc["batches_in_flight"] == 2
