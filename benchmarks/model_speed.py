@@ -134,7 +134,7 @@ def run(
         model = build_model()
         model.load_state_dict(weights)
         # Compiled forwards build only the shapes used here (the largest batch and 1).
-        extra = {"max_batch": batch_size} if kind.__name__ == "Classifier" else {}
+        extra = {"max_batch": batch_size} if numerics.padded else {}
         clf = kind(model, numerics, version="bench", input_size=size, **extra)
         t0 = time.perf_counter()
         ips, per_batch, cpu_ms = _throughput(clf.predict, batch, warmup=2, iters=iters)

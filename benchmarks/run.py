@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.trickle_s,
                 )
             if "inprocess" in args.want:
-                allocator = None if _served()[3] == "openvino" else _allocator_path()
+                allocator, _, _, backend = _served()
+                allocator = None if backend == "openvino" else allocator
                 attempt("inprocess", inprocess.run, photos, tmp, args.n, allocator)
             if "naive" in args.want:
                 attempt("naive", baselines.naive, photos, engine, tmp, args.naive_n)

@@ -115,10 +115,9 @@ def stale_queued(session: Session, older_than_s: float, limit: int) -> list[dict
     Such a row's message is lost or stuck: a worker killed between taking it from Redis and
     recording it as unacked loses it (kombu's Redis transport), and the row stays queued.
     """
-    since = func.now() - dt.timedelta(seconds=older_than_s)
     stmt = (
         select(Result.request_id, Result.image_ref, Result.batch_id, Result.submitted_at)
-        .where(Result.status == "queued", Result.created_at < since)
+        .where(*_stale(older_than_s))
         .order_by(Result.created_at)
         .limit(limit)
     )
@@ -127,9 +126,12 @@ def stale_queued(session: Session, older_than_s: float, limit: int) -> list[dict
 
 def stale_queued_count(session: Session, older_than_s: float) -> int:
     """How many rows `stale_queued` would find without a limit."""
+    return int(session.scalar(select(func.count()).where(*_stale(older_than_s))) or 0)
+
+
+def _stale(older_than_s: float) -> tuple[Any, Any]:
     since = func.now() - dt.timedelta(seconds=older_than_s)
-    stmt = select(func.count()).where(Result.status == "queued", Result.created_at < since)
-    return int(session.scalar(stmt) or 0)
+    return Result.status == "queued", Result.created_at < since
 
 
 def recent_activity(session: Session, seconds: float) -> dict[str, int]:

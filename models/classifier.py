@@ -202,6 +202,7 @@ class Classifier:
             _allow_recompiles(len(self.buckets))
             self.forward = torch.compile(serving, dynamic=False)
         self.graphs: dict[int, _Graph] = {}
+        self._graph_pool: Any = None  # one memory pool for all captured sizes
         self.lock = threading.Lock()  # captured graphs share their input and output buffers
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -251,8 +252,8 @@ class Classifier:
         return self.graphs[size]
 
     def _pool(self) -> Any:
-        if not hasattr(self, "_graph_pool"):
-            self._graph_pool = torch.cuda.graph_pool_handle()  # one memory pool for all sizes
+        if self._graph_pool is None:
+            self._graph_pool = torch.cuda.graph_pool_handle()
         return self._graph_pool
 
     @torch.inference_mode()

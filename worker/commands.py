@@ -205,9 +205,6 @@ def requeue(older_than_s: float, limit: int, dry_run: bool) -> int:
 
     with sessions()() as session:
         rows = results_db.stale_queued(session, older_than_s, limit)
-    for row in rows:
-        if row["submitted_at"] is None:  # rows from producers that sent no timestamp
-            row["submitted_at"] = dt.datetime.now(dt.timezone.utc)
     if dry_run:
         for row in rows:
             print(f"{row['request_id']}\t{row['image_ref']}")

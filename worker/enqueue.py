@@ -84,7 +84,7 @@ def send(app: Celery, rows: Iterable[dict]) -> None:
                     "image_ref": row["image_ref"],
                     "request_id": row["request_id"],
                     "batch_id": row["batch_id"],
-                    "submitted_at": row["submitted_at"].isoformat(),
+                    "submitted_at": row["submitted_at"] and row["submitted_at"].isoformat(),
                 },
                 queue=INFERENCE_QUEUE,
                 producer=producer,
