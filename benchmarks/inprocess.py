@@ -27,11 +27,15 @@ from benchmarks.services import ROOT, Photos
 log = logging.getLogger(__name__)
 
 
-def run(photos: Photos, tmp: Path, n: int, allocator: str | None) -> dict[str, Any]:
-    """`n` photos through the pipeline in a fresh process; its JSON result."""
+def run(
+    photos: Photos, tmp: Path, n: int, allocator: str | None, checkpoint: Path | None = None
+) -> dict[str, Any]:
+    """`n` photos through the pipeline in a fresh process, serving `checkpoint` if given."""
     refs = tmp / "inprocess-refs.txt"
     refs.write_text("\n".join(photos.cycle(0, n)))
     env = dict(os.environ, CRACKQ_ALLOWED_ROOTS=str(photos.root))
+    if checkpoint is not None:
+        env["CRACKQ_MODEL_CHECKPOINT"] = str(checkpoint)
     if allocator:
         env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), allocator]))
     argv = [sys.executable, "-m", "benchmarks.inprocess", "--refs", str(refs), "--n", str(n)]
@@ -77,7 +81,7 @@ def measure(refs: list[str], batch: int, decode_threads: int, inflight: int = 2)
         "device": clf.numerics.device.type,
         "gpu": torch.cuda.get_device_name() if clf.numerics.device.type == "cuda" else None,
         "backend": type(clf).__name__,
-        "numerics": clf.numerics.name,
+        "numerics": clf.serving,
         "batch": batch,
         "decode_threads": decode_threads,
         "batches_in_flight": inflight,

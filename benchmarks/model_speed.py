@@ -1,4 +1,4 @@
-"""Raw ResNet50 forward speed: torch fp32 NCHW, torch bf16 channels_last and OpenVINO bf16.
+"""Raw ResNet50 forward speed: torch fp32 NCHW, torch bf16 channels_last, OpenVINO bf16 and INT8.
 
 `measure()` starts `python -m benchmarks.model_speed` once per backend, in processes set
 up as `crackq worker` sets itself up (torch under the preloaded allocator; OpenVINO without
@@ -8,6 +8,7 @@ it), so the figures are the ones the worker itself can reach.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks.services import ROOT
@@ -23,12 +25,18 @@ log = logging.getLogger(__name__)
 
 
 def measure(
-    allocator: str | None, iters: int = 5, latency_iters: int = 30, served: str = "torch"
+    allocator: str | None,
+    iters: int = 5,
+    latency_iters: int = 30,
+    served: str = "torch",
+    int8: Path | None = None,
 ) -> dict[str, Any]:
     """Every backend, each in a fresh process; merged JSON with the fastest and the served one.
 
     `served` is the backend the worker runs (its single-image latency is the trickle's
     yardstick); the e2e target compares against the fastest configuration measured.
+    `int8`, a checkpoint with an INT8 graph (benchmarks.int8_model), adds OpenVINO INT8,
+    which a worker then serves.
     """
     from models.classifier import resolve_device
     from models.openvino_backend import openvino_installed
@@ -40,10 +48,14 @@ def measure(
     batch, iters = (256, max(iters, 30)) if gpu else (32, iters)
     result = _measure_in_process("torch", allocator, iters, latency_iters, str(device), batch)
     if openvino_installed() and not gpu:
-        result.update(_measure_in_process("openvino", None, iters, latency_iters, "cpu", batch))
+        extra = ["--int8", str(int8)] if int8 else []
+        ov = _measure_in_process("openvino", None, iters, latency_iters, "cpu", batch, extra)
+        result.update(ov)
     configs = {k: v for k, v in result.items() if isinstance(v, dict) and "images_per_s" in v}
     fastest = max(configs, key=lambda k: configs[k]["images_per_s"])
-    served_key = {"openvino": "openvino_bf16"}.get(served, "fast")
+    served_key = "fast"
+    if served == "openvino":
+        served_key = "openvino_int8" if "openvino_int8" in configs else "openvino_bf16"
     if gpu and "fast_compiled" in configs:
         served_key = "fast_compiled"  # what a GPU worker serves with the default settings
     result.update(
@@ -59,14 +71,20 @@ def measure(
 
 
 def _measure_in_process(
-    backend: str, allocator: str | None, iters: int, latency_iters: int, device: str, batch: int
+    backend: str,
+    allocator: str | None,
+    iters: int,
+    latency_iters: int,
+    device: str,
+    batch: int,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
     env = dict(os.environ)
     if allocator:
         env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), allocator]))
     argv = [sys.executable, "-m", "benchmarks.model_speed", "--iters", str(iters)]
     argv += ["--latency-iters", str(latency_iters), "--backend", backend]
-    argv += ["--device", device, "--batch", str(batch)]
+    argv += ["--device", device, "--batch", str(batch), *(extra or [])]
     out = subprocess.run(
         argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, check=True, timeout=900, text=True
     )
@@ -88,18 +106,25 @@ def _throughput(predict: Any, batch: Any, warmup: int, iters: int) -> tuple[floa
     return len(batch) * iters / sum(times), statistics.median(times), cpu_ms
 
 
-def configurations(backend: str, device: str) -> dict[str, tuple[type, Any]]:
-    """name -> (classifier class, numerics) measured for `backend` on `device`.
+def configurations(
+    backend: str, device: str, int8: dict[str, Any] | None = None
+) -> dict[str, tuple[Any, Any]]:
+    """name -> (classifier factory, numerics) measured for `backend` on `device`.
 
     On a GPU, `fast_compiled` adds torch.compile and CUDA graphs, as a GPU worker serves
-    by default; the CPU leaves them out (OpenVINO is its compiled path).
+    by default; the CPU leaves them out (OpenVINO is its compiled path). `int8` is a
+    checkpoint's INT8 graph, served by OpenVINO.
     """
     from models.classifier import Classifier, resolve_numerics
     from models.openvino_backend import OpenVINOClassifier
 
     if backend == "openvino":
-        return {"openvino_bf16": (OpenVINOClassifier, resolve_numerics("cpu", "bf16", True))}
-    configs: dict[str, tuple[type, Any]] = {
+        bf16 = resolve_numerics("cpu", "bf16", True)
+        configs: dict[str, tuple[Any, Any]] = {"openvino_bf16": (OpenVINOClassifier, bf16)}
+        if int8 is not None:
+            configs["openvino_int8"] = (functools.partial(OpenVINOClassifier, int8=int8), bf16)
+        return configs
+    configs = {
         "fp32_nchw": (Classifier, resolve_numerics(device, "fp32", channels_last=False)),
         "fast": (Classifier, resolve_numerics(device, "bf16", True)),
     }
@@ -116,14 +141,18 @@ def run(
     batch_size: int = 32,
     size: int = 224,
     device: str = "cpu",
+    int8: Path | None = None,
 ) -> dict[str, Any]:
     import torch
 
+    from models.checkpoints import expected_sha256, load_checkpoint
     from models.classifier import build_model, cpu_has_bf16, resolve_numerics
+    from models.quantize import INT8_KEY
 
     torch.manual_seed(0)
     weights = build_model().state_dict()
-    configs = configurations(backend, device)
+    graph = load_checkpoint(int8, expected_sha256(int8))[INT8_KEY] if int8 else None
+    configs = configurations(backend, device, graph)
     dev = configs[next(iter(configs))][1].device
     # uint8 pixels as the pipeline hands them over: normalisation is part of every backend.
     # On a GPU they already sit in device memory: this is the model alone.
@@ -138,10 +167,8 @@ def run(
         clf = kind(model, numerics, version="bench", input_size=size, **extra)
         t0 = time.perf_counter()
         ips, per_batch, cpu_ms = _throughput(clf.predict, batch, warmup=2, iters=iters)
-        log.info(
-            "%s %s: %.1f images/s (%.1f s)", name, numerics.name, ips, time.perf_counter() - t0
-        )
-        out[name] = {"numerics": numerics.name, "images_per_s": round(ips, 2)}
+        log.info("%s %s: %.1f images/s (%.1f s)", name, clf.serving, ips, time.perf_counter() - t0)
+        out[name] = {"numerics": clf.serving, "images_per_s": round(ips, 2)}
         out[name]["batch_s_median"] = round(per_batch, 4)
         out[name]["cpu_ms_per_image"] = round(cpu_ms, 2)
         if name != "fp32_nchw":
@@ -180,10 +207,21 @@ def main() -> None:
     parser.add_argument("--backend", choices=("torch", "openvino"), default="torch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--int8", type=Path, help="checkpoint with an INT8 graph (openvino)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="model_speed: %(message)s")
     print(
-        json.dumps(run(args.iters, args.latency_iters, args.backend, args.batch, 224, args.device))
+        json.dumps(
+            run(
+                args.iters,
+                args.latency_iters,
+                args.backend,
+                args.batch,
+                224,
+                args.device,
+                args.int8,
+            )
+        )
     )
 
 

@@ -38,8 +38,12 @@ def run(
     want: set[str],
     rss_target: int,
     trickle_s: float = 40.0,
+    checkpoint: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """The selected worker benchmarks in order e2e -> trickle -> rss, all on one worker."""
+    """The selected worker benchmarks in order e2e -> trickle -> rss, all on one worker.
+
+    The worker serves `checkpoint` when given (the INT8 benchmark model), else untrained.
+    """
     from worker.app import app
     from worker.enqueue import send
 
@@ -47,6 +51,8 @@ def run(
     send(app, message_rows("bench-e2e", photos.cycle(0, n)))  # all queued before the worker
     log.info("e2e: %d messages queued; starting the worker", n)
     env = {"CRACKQ_ALLOWED_ROOTS": str(photos.root), "CRACKQ_BATCH_SIZE": "32"}
+    if checkpoint is not None:
+        env["CRACKQ_MODEL_CHECKPOINT"] = str(checkpoint)
     with worker(tmp, "bench", env=env) as w:
         assert w.proc is not None
         w.wait_for_log(READY, 300)

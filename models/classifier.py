@@ -187,6 +187,11 @@ class Classifier:
         self.logit_shift = float(torch.logit(torch.tensor(t)))
         self.prepare(model)
 
+    @property
+    def serving(self) -> str:
+        """What computes the forward pass, for logs and benchmarks."""
+        return self.numerics.name
+
     def prepare(self, model: nn.Module) -> None:
         """Make `model` ready for `logits` (a backend overrides both)."""
         model = model.eval().to(self.numerics.device)

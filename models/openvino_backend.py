@@ -49,7 +49,7 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
     return backend
 
 
-def _disable_telemetry() -> None:
+def disable_telemetry() -> None:
     """Keep OpenVINO's model converter from reporting usage to Google Analytics.
 
     Importing and running `openvino.tools.ovc` sends usage events through the optional
@@ -66,8 +66,10 @@ class OpenVINOClassifier(Classifier):
     """A Classifier whose forward pass runs in OpenVINO (bf16 where the CPU has it).
 
     The torch model is traced once at load (about 10 s for ResNet50 here) into a graph
-    with a dynamic batch axis; the torch weights are then dropped. Calls are serialised:
-    one compiled model with the latency hint already uses every core for one batch.
+    with a dynamic batch axis; the torch weights are then dropped. Given `int8` (a
+    checkpoint's quantised graph, see models.quantize), that graph is served instead.
+    Calls are serialised: one compiled model with the latency hint already uses every
+    core for one batch.
     """
 
     def __init__(
@@ -78,39 +80,52 @@ class OpenVINOClassifier(Classifier):
         input_size: int = 224,
         threshold: float = 0.5,
         threads: int = 0,
+        int8: dict[str, Any] | None = None,
     ) -> None:
         if numerics.device.type != "cpu":
             raise BackendUnavailable("the OpenVINO backend runs on the CPU")
         self.threads = threads
+        self.quantized = int8 is not None
+        self._int8 = int8  # read once by prepare, then dropped (its weights are ~25 MB)
         # torch.compile and CUDA graphs are torch's; OpenVINO compiles its own graph.
         numerics = dataclasses.replace(numerics, compile=False, cuda_graphs=False)
         super().__init__(model, numerics, version, input_size, threshold)
 
+    @property
+    def precision(self) -> str:
+        """What the served graph computes in: int8, bf16 or f32."""
+        if self.quantized:
+            return "int8"
+        return "bf16" if self.numerics.dtype == torch.bfloat16 else "f32"
+
+    @property
+    def serving(self) -> str:
+        return f"cpu-openvino-{self.precision}"
+
     def prepare(self, model: nn.Module) -> None:
-        """Trace `model` into an OpenVINO graph and compile it for this CPU."""
-        _disable_telemetry()
+        """Trace `model` (or load the INT8 graph) and compile it for this CPU."""
+        disable_telemetry()
         import openvino as ov
 
-        size = self.input_size
         started = time.perf_counter()
-        example = torch.zeros(1, 3, size, size)
-        with torch.no_grad(), warnings.catch_warnings():
-            # The converter traces with torch.jit, which torch now marks deprecated: that
-            # warning is about OpenVINO's internals, not something a user can act on.
-            warnings.simplefilter("ignore", FutureWarning)
-            graph = ov.convert_model(model.eval().float().cpu(), example_input=example)
-        graph.reshape([-1, 3, size, size])
-        graph = _pixels_in(graph)
+        core = ov.Core()
+        if self._int8 is not None:
+            weights = ov.Tensor(np.frombuffer(self._int8["weights"], dtype=np.uint8).copy())
+            graph = core.read_model(model=self._int8["xml"], weights=weights)
+            self._int8 = None
+        else:
+            graph = to_openvino(model, self.input_size)
+        # Layers INT8 leaves in floating point run in bf16 where the CPU has it.
         hint = "bf16" if self.numerics.dtype == torch.bfloat16 else "f32"
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = str(self.threads)
-        self.compiled = ov.Core().compile_model(graph, "CPU", config)
+        self.compiled = core.compile_model(graph, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.lock = threading.Lock()
         log.info(
             "OpenVINO %s graph for %s compiled in %.1f s",
-            hint,
+            self.precision,
             self.version,
             time.perf_counter() - started,
         )
@@ -120,6 +135,21 @@ class OpenVINOClassifier(Classifier):
         x = np.ascontiguousarray(pixels.cpu().numpy())
         with self.lock:
             return torch.from_numpy(np.array(self.request.infer({0: x})[0], dtype=np.float32))
+
+
+def to_openvino(model: nn.Module, size: int) -> Any:
+    """`model` as an OpenVINO graph: uint8 NHWC pixels of any batch size in, logits out."""
+    disable_telemetry()
+    import openvino as ov
+
+    example = torch.zeros(1, 3, size, size)
+    with torch.no_grad(), warnings.catch_warnings():
+        # The converter traces with torch.jit, which torch now marks deprecated: that
+        # warning is about OpenVINO's internals, not something a user can act on.
+        warnings.simplefilter("ignore", FutureWarning)
+        graph = ov.convert_model(model.eval().float().cpu(), example_input=example)
+    graph.reshape([-1, 3, size, size])
+    return _pixels_in(graph)
 
 
 def _pixels_in(graph: Any) -> Any:

@@ -102,9 +102,9 @@ class TrainResult:
         }
 
 
-def save_trained(result: TrainResult, path: Path, version: str) -> str:
-    """Checkpoint the result's model with its metadata and `version`; returns the sha256."""
-    return save_checkpoint(path, result.model, version=version, **result.metadata())
+def save_trained(result: TrainResult, path: Path, version: str, **extra: Any) -> str:
+    """Checkpoint the result's model with its metadata, `version` and `extra`; the sha256."""
+    return save_checkpoint(path, result.model, version=version, **result.metadata(), **extra)
 
 
 def initial_model(init: str, init_state_dict: dict[str, Any] | None) -> tuple[nn.Module, str, str]:

@@ -20,6 +20,7 @@ from models.checkpoints import load_checkpoint, model_from_checkpoint
 from models.classifier import ARCHITECTURE, resolve_numerics
 from models.datasets import DatasetError, Sample
 from models.evaluation import evaluate, metrics
+from models.quantize import INT8_KEY, int8_for_checkpoint
 from models.recipe import Recipe
 from models.training import TrainingCancelled, fine_tune, make_loader, save_trained
 from models.transforms import EvalPreset
@@ -127,6 +128,11 @@ def _train_and_register(
     version = f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{run_id[:6]}"
     path = (settings.data_dir / "models" / f"{version}.pt").resolve()
     sha = save_trained(result, path, version)
+    if settings.int8 == "auto":
+        tracker.progress({**tracker.last, "event": "int8"})
+        graph, result.metrics["int8"] = int8_for_checkpoint(path, sha, parts.train, parts.val)
+        if graph is not None:  # saved again, with the graph inside and the report beside it
+            sha = save_trained(result, path, version, **{INT8_KEY: graph})
     meta = result.metadata()
     data.update(skipped=len(result.skipped), skipped_examples=result.skipped[:20])
     baseline = _score_promoted(parent_info, parts.val, recipe, settings.device)

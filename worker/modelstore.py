@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from sqlalchemy.exc import DBAPIError
@@ -23,6 +24,7 @@ from models.classifier import (
     load_imagenet_backbone,
 )
 from models.openvino_backend import OpenVINOClassifier
+from models.quantize import INT8_KEY
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +65,23 @@ def build_classifier(
     backend: str = "torch",
     threads: int = 0,
     max_batch: int = 32,
+    int8: bool = False,
 ) -> Classifier:
     """Load the weights `source` names (verified) and prepare them for inference.
 
-    backend is a resolved one (see models.openvino_backend.resolve_backend).
+    backend is a resolved one (see models.openvino_backend.resolve_backend). With `int8`,
+    the OpenVINO backend serves the checkpoint's INT8 graph when it carries one.
     """
 
-    def prepare(model: torch.nn.Module, version: str, size: int = 224, threshold: float = 0.5):
+    def prepare(
+        model: torch.nn.Module,
+        version: str,
+        size: int = 224,
+        threshold: float = 0.5,
+        graph: dict[str, Any] | None = None,
+    ) -> Classifier:
         if backend == "openvino":
-            return OpenVINOClassifier(model, numerics, version, size, threshold, threads)
+            return OpenVINOClassifier(model, numerics, version, size, threshold, threads, graph)
         return Classifier(model, numerics, version, size, threshold, max_batch)
 
     if source.checkpoint is not None:
@@ -79,7 +89,10 @@ def build_classifier(
         version = str(payload.get("version") or source.version)
         size = int((payload.get("recipe") or {}).get("image_size", 224))
         threshold = float(payload.get("threshold") or 0.5)
-        return prepare(model_from_checkpoint(payload), version, size, threshold)
+        graph = payload.get(INT8_KEY) if int8 and backend == "openvino" else None
+        if int8 and backend == "openvino" and graph is None:
+            log.info("%s has no INT8 graph (see CRACKQ_INT8); serving it in bf16/fp32", version)
+        return prepare(model_from_checkpoint(payload), version, size, threshold, graph)
     version = RANDOM_INIT_VERSION
     model = None
     if pretrained == "always" or (pretrained == "auto" and imagenet_available()):
@@ -153,7 +166,7 @@ class ModelHolder:
                 return False
             old = self._current.version
             self._source, self._current = source, classifier
-        log.info("switched model %s -> %s", old, classifier.version)
+        log.info("switched model %s -> %s (%s)", old, classifier.version, classifier.serving)
         return True
 
     def start_polling(self, every_s: float) -> None:

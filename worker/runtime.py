@@ -102,15 +102,15 @@ def build_runtime(settings: Settings) -> Runtime:
         backend=backend,
         threads=settings.torch_threads,
         max_batch=settings.batch_size,
+        int8=settings.int8 == "auto",
     )
     models = ModelHolder(load, pick)
     models.current().warm_up()
     models.start_polling(settings.model_poll_s)
     log.info(
-        "runtime ready: model %s, %s %s, batch %d, %d torch threads",
+        "runtime ready: model %s, %s, batch %d, %d torch threads",
         models.current().version,
-        backend,
-        numerics.name,
+        models.current().serving,
         settings.batch_size,
         torch.get_num_threads(),
     )

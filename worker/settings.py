@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         description="Inference engine: auto = OpenVINO on the CPU when installed "
         "(crackq[openvino]), else torch; GPUs always use torch.",
     )
+    int8: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: fine-tuning runs also save an INT8 graph of the model when it "
+        "agrees with fp32 on the run's validation photos (needs crackq[openvino]), and "
+        "OpenVINO workers serve it (about 1.9x faster than bf16 here); off: neither.",
+    )
     batch_size: int = Field(32, ge=1, le=4096, description="Largest inference batch.")
     batch_wait_ms: int = Field(
         20,

@@ -177,7 +177,7 @@ def models_cmd(args: argparse.Namespace) -> int:
                 m = v.metrics or {}
                 print(
                     f"{v.version:<28} {v.status:<9} acc={_f(m.get('accuracy'))} auc={_f(m.get('auc'))} "
-                    f"f1={_f(m.get('f1'))}  parent={v.parent_version or '-'}"
+                    f"f1={_f(m.get('f1'))} int8={_int8(m)}  parent={v.parent_version or '-'}"
                 )
             return 0
         if args.verb == "rollback":
@@ -210,6 +210,13 @@ def models_cmd(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _int8(metrics: dict[str, Any]) -> str:
+    """yes: the checkpoint carries an INT8 graph that passed its check; no; or - (not tried)."""
+    if not metrics.get("int8"):
+        return "-"
+    return "yes" if metrics["int8"].get("passed") else "no"
 
 
 def _f(x: Any) -> str:

@@ -6,6 +6,7 @@ The GPU figures (model-only with compile + CUDA graphs, the in-process pipeline 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,6 +25,8 @@ def test_model_bench_measures_compiled_graphs_on_gpus_only() -> None:
     assert list(cpu) == ["fp32_nchw", "fast"]
     assert cpu["fast"][1].name == "cpu-bfloat16-channels_last"
     assert list(configurations("openvino", "cpu")) == ["openvino_bf16"]
+    graph = {"xml": "", "weights": b""}  # a checkpoint's INT8 graph adds the INT8 config
+    assert list(configurations("openvino", "cpu", graph)) == ["openvino_bf16", "openvino_int8"]
 
 
 def test_inprocess_decode_and_bulk_write_benchmarks_print_json_lines() -> None:
@@ -39,6 +42,8 @@ def test_inprocess_decode_and_bulk_write_benchmarks_print_json_lines() -> None:
     inproc = lines["inprocess"]
     assert inproc["rows_written"] == 48 and inproc["images_per_s"] > 0
     assert inproc["device"] == "cpu" and inproc["batches_in_flight"] == 2
+    if inproc["backend"] == "OpenVINOClassifier" and importlib.util.find_spec("nncf"):
+        assert inproc["numerics"] == "cpu-openvino-int8"  # the benchmark's INT8 checkpoint
     assert lines["bulk_write"]["rows_per_s"] > 0
     summary = lines["summary"]
     assert summary["inputs"]["inprocess_images_per_s"] == inproc["images_per_s"]

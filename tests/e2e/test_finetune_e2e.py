@@ -49,6 +49,8 @@ def classify_and_wait(sessions, refs: list[str], timeout: float = 120) -> list[R
 
 def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
     data = small_real_set(tmp_path / "train", 150)
+    # 200 validation photos: the fewest the INT8 check accepts (models.quantize)
+    val = small_real_set(tmp_path / "val", 100, start=6000)
     probe = [str(p) for p in sorted((real_data_or_skip() / "Positive").glob("*.jpg"))[5000:5010]]
     env = {
         "CRACKQ_ALLOWED_ROOTS": str(real_data_or_skip()),
@@ -79,6 +81,8 @@ def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
                 "finetune",
                 "--data",
                 str(data),
+                "--val-data",
+                str(val),
                 "--epochs",
                 "1",
                 "--batch-size",
@@ -87,8 +91,6 @@ def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
                 "96",
                 "--num-workers",
                 "0",
-                "--val-fraction",
-                "0.3",
             ],
             capture_output=True,
             text=True,
@@ -131,8 +133,21 @@ def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
             assert version.status == "promoted" and run.promoted
             assert {"accuracy", "auc", "f1"} <= set(version.metrics)
             assert len(version.sha256) == 64
+        # The run quantised the model and checked INT8 against fp32 on its 200 photos; the
+        # worker serves INT8 exactly when that check passed (whether it does for a model
+        # this small depends on the CPU's bf16 training numerics).
+        int8 = version.metrics["int8"]
+        assert int8["photos"] == 200 and int8["calibration_photos"] == 300, int8
+        served = "cpu-openvino-int8" if int8["passed"] else "cpu-openvino-bf16"
+        print(f"\nINT8 check: {int8}")
+        listed = subprocess.run(
+            [sys.executable, "-m", "worker.cli", "models", "list"],
+            capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+        )  # fmt: skip
+        assert f"int8={'yes' if int8['passed'] else 'no'}" in listed.stdout, listed.stdout
 
-        inf.wait_for_log(f"switched model untrained-random-init -> {run.model_version}", 30)
+        switched = f"switched model untrained-random-init -> {run.model_version} ({served})"
+        inf.wait_for_log(re.escape(switched), 30)
         after = classify_and_wait(
             sessions,
             probe + [str(p) for p in sorted(Path(probe[0]).parent.glob("*.jpg"))[5010:5030]],
