@@ -45,11 +45,12 @@ def _photos(data: Path, first: int, count: int) -> list[Sample]:
 
 @dataclass(frozen=True)
 class Reference:
-    """A quickly trained model, its training and 1,000 held-out photos as pixels, fp32 answers."""
+    """A quickly trained model, its training photos, 1,000 held-out ones, their fp32 answers."""
 
     model: torch.nn.Module
-    train: list[np.ndarray]
-    pixels: list[np.ndarray]
+    train: list[Sample]
+    held_out: list[Sample]
+    pixels: list[np.ndarray]  # the held-out photos
     p32: np.ndarray
 
 
@@ -73,7 +74,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
           f"fp32 accuracy {accuracy:.3f}")  # fmt: skip
     # The comparison only means something for a model that learned the task.
     assert accuracy >= 0.7, f"the quick model did not learn (accuracy {accuracy:.3f})"
-    return Reference(model, pixels_of(train, SIZE), pixels, p32)
+    return Reference(model, train, held_out, pixels, p32)
 
 
 def _needs_openvino() -> None:
@@ -136,22 +137,27 @@ def test_fast_numerics_match_fp32_on_1000_held_out_photos(
 def test_int8_graph_is_checked_saved_and_served_from_the_checkpoint(
     reference: Reference, tmp_path: Path
 ) -> None:
-    """Quantised on training photos, it passes the same bar; a worker serves it from the file."""
+    """As a fine-tuning run does it: quantised and checked in a child process, then served."""
     _needs_nncf()
     from models.checkpoints import save_checkpoint
-    from models.quantize import INT8_KEY, build_int8
+    from models.quantize import INT8_KEY, int8_for_checkpoint
     from worker.modelstore import ModelSource, build_classifier
 
-    entry, parity = build_int8(reference.model, reference.train, reference.pixels, SIZE)
-    print(f"\ncpu-openvino-int8: {parity}")
-    assert parity.passed and parity.photos == 1000, parity
-    assert entry is not None and entry["parity"]["agreement"] == parity.agreement
-    path = tmp_path / "int8.pt"
-    sha = save_checkpoint(path, reference.model, version="v-int8", **{INT8_KEY: entry})
+    path, meta = tmp_path / "v-int8.pt", {"version": "v-int8", "recipe": {"image_size": SIZE}}
+    sha = save_checkpoint(path, reference.model, **meta)
+    held_out = reference.held_out
+    entry, report = int8_for_checkpoint(path, sha, reference.train, held_out, len(held_out))
+    print(f"\ncpu-openvino-int8: {report}")
+    assert report["passed"] and report["photos"] == 1000, report
+    assert report["calibration_photos"] == len(reference.train)
+    assert entry is not None and entry["parity"]["agreement"] == report["agreement"]
+    sha = save_checkpoint(path, reference.model, **meta, **{INT8_KEY: entry})
     source = ModelSource("v-int8", path, sha)
     numerics = resolve_numerics("cpu", "bf16", True)
     served = build_classifier(source, numerics, "never", backend="openvino", int8=True)
     assert served.serving == "cpu-openvino-int8"
-    assert compare(reference.p32, p_crack(served, reference.pixels)) == parity
+    parity = compare(reference.p32, p_crack(served, reference.pixels))
+    assert parity.agreement == report["agreement"] and parity.passed
+    assert abs(parity.mean_abs_dp - report["mean_abs_dp"]) <= 1e-5
     plain = build_classifier(source, numerics, "never", backend="openvino", int8=False)
     assert plain.serving == "cpu-openvino-bf16"
