@@ -60,16 +60,12 @@ from models.classifier import build_model, resolve_numerics
 from models.openvino_backend import OpenVINOClassifier
 numerics = resolve_numerics("cpu", "fp32", channels_last=False)
 OpenVINOClassifier(build_model(), numerics, "v", input_size=32)
-import importlib.util, numpy
-if importlib.util.find_spec("nncf"):  # NNCF reports usage through the same package
-    from models.quantize import quantize
-    quantize(build_model(), [numpy.zeros((32, 32, 3), numpy.uint8)] * 2, 32)
 time.sleep(1.5)  # the sending child is started in the background
 """
 
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
-def test_converting_and_quantising_a_model_sends_no_telemetry(tmp_path) -> None:
+def test_converting_a_model_sends_no_telemetry(tmp_path) -> None:
     # A fresh process: OpenVINO reports on first import, which this test process may
     # have done already. CI=true would silence OpenVINO by itself, so it is removed.
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
