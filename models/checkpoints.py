@@ -103,3 +103,9 @@ def model_from_checkpoint(payload: dict[str, Any]) -> nn.Module:
     model = build_model(num_classes=len(payload.get("classes", CLASSES)))
     model.load_state_dict(payload["state_dict"], strict=True)
     return model
+
+
+def input_size_and_threshold(payload: dict[str, Any]) -> tuple[int, float]:
+    """The side a checkpoint's model was trained at, and its chosen operating threshold."""
+    size = int((payload.get("recipe") or {}).get("image_size", 224))
+    return size, float(payload.get("threshold") or 0.5)

@@ -92,11 +92,14 @@ class OpenVINOClassifier(Classifier):
         super().__init__(model, numerics, version, input_size, threshold)
 
     @property
+    def float_precision(self) -> str:
+        """OpenVINO's precision for floating-point layers (all of them unless quantised)."""
+        return "bf16" if self.numerics.dtype == torch.bfloat16 else "f32"
+
+    @property
     def precision(self) -> str:
         """What the served graph computes in: int8, bf16 or f32."""
-        if self.quantized:
-            return "int8"
-        return "bf16" if self.numerics.dtype == torch.bfloat16 else "f32"
+        return "int8" if self.quantized else self.float_precision
 
     @property
     def serving(self) -> str:
@@ -116,8 +119,7 @@ class OpenVINOClassifier(Classifier):
         else:
             graph = to_openvino(model, self.input_size)
         # Layers INT8 leaves in floating point run in bf16 where the CPU has it.
-        hint = "bf16" if self.numerics.dtype == torch.bfloat16 else "f32"
-        config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": self.float_precision, "PERFORMANCE_HINT": "LATENCY"}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = str(self.threads)
         self.compiled = core.compile_model(graph, "CPU", config)

@@ -210,12 +210,15 @@ def _too_few(photos: int) -> dict[str, Any]:
 
 def _run_job(folder: Path) -> None:
     """The child's side of int8_for_checkpoint: job.json in `folder`, int8.pt out."""
-    from models.checkpoints import load_checkpoint, model_from_checkpoint
+    from models.checkpoints import (
+        input_size_and_threshold,
+        load_checkpoint,
+        model_from_checkpoint,
+    )
 
     job = json.loads((folder / "job.json").read_text())
     payload = load_checkpoint(Path(job["checkpoint"]), job["sha256"])
-    size = int((payload.get("recipe") or {}).get("image_size", 224))
-    threshold = float(payload.get("threshold") or 0.5)
+    size, threshold = input_size_and_threshold(payload)
     check = pixels_of([(path, 0) for path in job["check"]], size)
     entry, report = None, _too_few(len(check))
     if len(check) >= MIN_CHECK_PHOTOS:

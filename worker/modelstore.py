@@ -14,7 +14,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import registry
-from models.checkpoints import expected_sha256, load_checkpoint, model_from_checkpoint
+from models.checkpoints import (
+    expected_sha256,
+    input_size_and_threshold,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 from models.classifier import (
     Classifier,
     Numerics,
@@ -87,10 +92,10 @@ def build_classifier(
     if source.checkpoint is not None:
         payload = load_checkpoint(source.checkpoint, source.sha256)
         version = str(payload.get("version") or source.version)
-        size = int((payload.get("recipe") or {}).get("image_size", 224))
-        threshold = float(payload.get("threshold") or 0.5)
-        graph = payload.get(INT8_KEY) if int8 and backend == "openvino" else None
-        if int8 and backend == "openvino" and graph is None:
+        size, threshold = input_size_and_threshold(payload)
+        serve_int8 = int8 and backend == "openvino"
+        graph = payload.get(INT8_KEY) if serve_int8 else None
+        if serve_int8 and graph is None:
             log.info("%s has no INT8 graph (see CRACKQ_INT8); serving it in bf16/fp32", version)
         return prepare(model_from_checkpoint(payload), version, size, threshold, graph)
     version = RANDOM_INIT_VERSION
