@@ -36,6 +36,7 @@ from benchmarks.fault_rig import (
     submit,
     worker_env,
 )
+from benchmarks.poison import poison_in_batch
 from benchmarks.redis_server import RedisServer, wait_until
 from tests.procs import READY, worker
 
@@ -375,4 +376,5 @@ SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "postgres_refusal": postgres_refusal,
     "duplicate_delivery": duplicate_delivery,
     "malformed_and_pickle": malformed_and_pickle,
+    "poison_in_batch": poison_in_batch,
 }

@@ -107,11 +107,14 @@ def redis_client():
 
 @pytest.fixture
 def clean_tables(engine):
-    """Empty results and model versions before a test that counts rows."""
+    """Empty every table a test counts rows of (dead letters too) before it runs."""
     from sqlalchemy import text
 
     with engine.begin() as conn:
         conn.execute(
-            text("TRUNCATE results, model_versions, training_runs, labels RESTART IDENTITY CASCADE")
+            text(
+                "TRUNCATE results, model_versions, training_runs, labels, dead_letters "
+                "RESTART IDENTITY CASCADE"
+            )
         )
     yield

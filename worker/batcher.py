@@ -23,10 +23,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import Task, signals
+from celery.exceptions import InvalidTaskError
 from celery.utils.imports import symbol_by_name
 from celery.worker.request import Request, create_request_cls
 from celery.worker.strategy import default as default_strategy
 from celery.worker.strategy import hybrid_to_proto2, proto1_to_proto2
+from kombu.exceptions import ContentDisallowed, DecodeError
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +150,7 @@ class BatchTask(Task):
         tick = max(max_wait_s / 2, 0.002)
         consumer.timer.call_repeatedly(tick, batcher.flush, priority=5)
 
-        def task_message_handler(
-            message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any
-        ) -> None:
+        def build_request(message: Any, body: Any, ack: Any, reject: Any) -> Request:
             if body is None and "args" not in message.payload:
                 body, headers, decoded, utc = (
                     message.body,
@@ -162,7 +162,7 @@ class BatchTask(Task):
                 body, headers, decoded, utc = hybrid_to_proto2(message, message.payload)
             else:
                 body, headers, decoded, utc = proto1_to_proto2(message, body)
-            req = req_cls(
+            return req_cls(
                 message,
                 on_ack=ack,
                 on_reject=reject,
@@ -176,6 +176,16 @@ class BatchTask(Task):
                 decoded=decoded,
                 utc=utc,
             )
+
+        def task_message_handler(
+            message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any
+        ) -> None:
+            try:
+                req = build_request(message, body, ack, reject)
+            except (InvalidTaskError, ContentDisallowed, DecodeError):
+                raise  # Celery's consumer dead-letters these (worker.deadletter)
+            except Exception as exc:  # a hostile header or body: one dead letter, not a crash
+                raise InvalidTaskError(f"malformed message: {exc!r}") from exc
             signals.task_received.send(sender=consumer, request=req)
             if send_event:
                 send_event(

@@ -266,7 +266,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_flower(args: argparse.Namespace) -> int:
     from worker.launch import flower_launch
 
-    launch = flower_launch(get_settings(), args.port, args.unauthenticated_api)
+    try:
+        launch = flower_launch(get_settings(), args.port, args.unauthenticated_api)
+    except ValueError as exc:
+        print(f"crackq flower: {exc}", file=sys.stderr)
+        return 2
     os.execvpe(launch.argv[0], launch.argv, {**os.environ, **launch.env})
     return 0
 

@@ -65,13 +65,24 @@ def submit(
         {"request_id": i, "image_ref": r, "batch_id": batch_id, "submitted_at": submitted_at}
         for i, r in zip(ids, refs, strict=True)
     ]
+    enqueued, finished = enqueue_rows(app, sessions, rows)
+    return Submission(ids, batch_id, enqueued, finished)
+
+
+def enqueue_rows(
+    app: Celery, sessions: sessionmaker[Session], rows: Sequence[dict]
+) -> tuple[int, int]:
+    """Record `rows` as queued (committed first), then send those without a final result.
+
+    Returns (messages sent, request ids already finished).
+    """
     with sessions() as session, session.begin():
         for start in range(0, len(rows), 5000):
             results.insert_queued(session, rows[start : start + 5000])
-        finished = results.finished_ids(session, ids)
+        finished = results.finished_ids(session, [row["request_id"] for row in rows])
     todo = [row for row in rows if row["request_id"] not in finished]
     send(app, todo)
-    return Submission(ids, batch_id, len(todo), len(finished))
+    return len(todo), len(finished)
 
 
 def send(app: Celery, rows: Iterable[dict]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes.util
 import glob
+import ipaddress
 import os
 import socket
 import subprocess
@@ -120,7 +121,16 @@ def worker_launch(
 def flower_launch(
     settings: Settings, port: int | None = None, unauthenticated_api: bool = False
 ) -> Launch:
-    """`celery flower` on the same broker; basic auth from settings, never silently open."""
+    """`celery flower` on the same broker; basic auth from settings, never silently open.
+
+    Flower can revoke tasks and shut workers down: without basic auth it may listen on
+    loopback only (ValueError otherwise).
+    """
+    if settings.flower_basic_auth is None and not is_loopback(settings.flower_address):
+        raise ValueError(
+            f"refusing to start Flower on {settings.flower_address} without authentication: "
+            "set CRACKQ_FLOWER_BASIC_AUTH=user:password, or CRACKQ_FLOWER_ADDRESS=127.0.0.1"
+        )
     argv = [
         sys.executable,
         "-m",
@@ -137,6 +147,16 @@ def flower_launch(
     if unauthenticated_api:
         env["FLOWER_UNAUTHENTICATED_API"] = "true"
     return Launch(argv, env)
+
+
+def is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and `localhost`; False for any name or other address."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def gpu_indices(requested: str | None, device: str) -> list[str]:

@@ -13,6 +13,7 @@ import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from db import results
+from db.session import is_unavailable
 from models.classifier import CLASSES, CRACK_INDEX, Classifier
 from models.transforms import EvalPreset, stack
 from worker.decode import decode_image
@@ -173,8 +174,8 @@ def write_rows(rows: list[dict[str, Any]], rt: Runtime, attempts: int = 6) -> No
             with rt.sessions() as session, session.begin():
                 results.write_outcomes(session, rows)
             return
-        except DBAPIError as exc:  # OperationalError: server gone, refusing, restarting
-            if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+        except DBAPIError as exc:
+            if not is_unavailable(exc):
                 raise
             log.warning(
                 "storing %d rows failed (attempt %d/%d): %s", len(rows), attempt, attempts, exc

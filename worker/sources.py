@@ -90,13 +90,12 @@ def _read_local(ref: str, path: str, limits: SourceLimits) -> bytes:
         raise ImageError(ErrorCode.PATH_NOT_ALLOWED, f"{ref}: {exc}") from exc
     roots = [Path(os.path.realpath(root)) for root in limits.allowed_roots]
     # checked before existence so refused paths reveal nothing about the filesystem
-    if not any(real.is_relative_to(root) for root in roots):
+    root = next((r for r in roots if real.is_relative_to(r)), None)
+    if root is None:
         raise ImageError(ErrorCode.PATH_NOT_ALLOWED, f"{ref}: outside the allowed roots")
     try:
-        # O_NOFOLLOW: a symlink swapped in after realpath is refused, not followed;
-        # O_NONBLOCK: a FIFO must not hang the open
-        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError) as exc:
+        fd = _open_beneath(root, real.relative_to(root).parts)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
         raise ImageError(ErrorCode.NOT_FOUND, f"{ref}: no such file") from exc
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # lost a race with a symlink swap: still refused
@@ -117,6 +116,31 @@ def _read_local(ref: str, path: str, limits: SourceLimits) -> bytes:
             return _read_capped(f.read, limits.max_bytes, ref)  # the file may have grown
         except OSError as exc:
             raise ImageError(ErrorCode.FETCH_FAILED, f"{ref}: read failed: {exc}") from exc
+
+
+def _open_beneath(root: Path, parts: tuple[str, ...]) -> int:
+    """Open root/parts one component at a time, following no symlink on the way.
+
+    realpath already resolved every link, so a symlink met here was swapped in after the
+    check (a race): O_NOFOLLOW at every step refuses it with ELOOP instead of leaving the
+    root (openat2's RESOLVE_BENEATH, which Python does not expose, done by hand).
+    """
+    if not parts:
+        raise IsADirectoryError(str(root))
+    # no O_DIRECTORY: with it Linux reports a symlink as ENOTDIR instead of ELOOP
+    walk = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in parts[:-1]:
+            child = os.open(name, walk, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        # O_NONBLOCK: a FIFO must not hang the open
+        return os.open(
+            parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd
+        )
+    finally:
+        os.close(fd)
 
 
 # --- s3 ---------------------------------------------------------------------------------

@@ -2,40 +2,60 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from celery.worker.request import Request
+from sqlalchemy.exc import DBAPIError
 
+from db.session import is_unavailable
 from worker import (
     control,  # noqa: F401  (registers the crackq_model command)
     deadletter,
 )
 from worker.app import CLASSIFY_MANY_TASK, CLASSIFY_TASK, FINE_TUNE_TASK, INFERENCE_QUEUE, app
 from worker.batcher import BatchTask
+from worker.enqueue import enqueue_rows
 from worker.finetune import execute_run
-from worker.messages import ClassifyArgs, ClassifyManyArgs, InvalidMessage, parse
+from worker.messages import ClassifyArgs, ClassifyManyArgs, InvalidMessage, check_id, parse
 from worker.pipeline import Item, StorageUnavailable, classify
 from worker.runtime import get_runtime, get_sessions
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
-BULK_CHUNK = 256
 
 
 def to_item(args: ClassifyArgs, default_id: str, batch_id: str | None = None) -> Item:
+    """The item a message asks for; InvalidMessage when the id it falls back to is unusable."""
+    request_id = args.request_id or check_id(default_id, "task id (used as request id)")
     return Item(
-        request_id=args.request_id or default_id,
+        request_id=request_id,
         image_ref=args.image_ref,
         batch_id=args.batch_id or batch_id,
         submitted_at=args.submitted_at,
     )
 
 
+def refuse(req: Request, reason: str) -> None:
+    """Dead-letter one message and ack it; while the database is away, requeue it instead."""
+    log.error("refusing message %s: %s", req.id, reason)
+    if deadletter.record(req.id, req.name, reason, {"args": req.args, "kwargs": req.kwargs}):
+        req.send_event("task-failed", exception=reason, traceback="")
+        req.acknowledge()
+    else:
+        time.sleep(deadletter.OUTAGE_PAUSE_S)
+        req.reject(requeue=True)
+
+
 class ClassifyTask(BatchTask):
-    """`crackq.classify`: messages of one reference each, run in batches."""
+    """`crackq.classify`: messages of one reference each, run in batches.
+
+    Every message ends acknowledged, as a result row or as a dead letter with its reason;
+    only an unreachable database returns messages to the queue.
+    """
 
     def batch_policy(self) -> tuple[int, float, int]:
         settings = get_settings()
@@ -50,47 +70,68 @@ class ClassifyTask(BatchTask):
 
     def run_batch(self, requests: Sequence[Request]) -> None:
         t0 = time.perf_counter()
-        items: list[Item] = []
-        valid: list[Request] = []
+        accepted: list[tuple[Request, Item]] = []
         for req in requests:
             try:
-                items.append(to_item(parse(ClassifyArgs, req.args, req.kwargs), req.id))
-                valid.append(req)
+                item = to_item(parse(ClassifyArgs, req.args, req.kwargs), req.id)
             except InvalidMessage as exc:
-                log.error("refusing message %s: %s", req.id, exc)
-                payload = {"args": list(req.args or ()), "kwargs": req.kwargs}
-                if not deadletter.record(req.id, req.name, f"invalid arguments: {exc}", payload):
-                    req.reject(requeue=True)  # kept in the queue until it can be recorded
-                    continue
-                req.send_event("task-failed", exception=f"InvalidMessage({exc})", traceback="")
-                req.acknowledge()
+                refuse(req, f"invalid arguments: {exc}")
+            except Exception as exc:  # whatever else a hostile message reaches
+                log.exception("unreadable message %s", req.id)
+                refuse(req, f"unreadable message: {exc!r}")
             else:
                 req.send_event("task-started")
-        if not valid:
-            return
+                accepted.append((req, item))
+        if accepted:
+            self.settle(accepted, t0)
+
+    def settle(self, accepted: Sequence[tuple[Request, Item]], t0: float) -> None:
+        """Classify, then ack each message; a batch that fails is retried one by one."""
         try:
-            rows = classify(items, get_runtime())
+            rows = classify([item for _, item in accepted], get_runtime())
         except StorageUnavailable:
-            log.error("database unavailable: returning %d messages to the queue", len(valid))
-            for req in valid:
+            log.error("database unavailable: returning %d messages to the queue", len(accepted))
+            for req, _ in accepted:
                 req.reject(requeue=True)
             return
-        by_id = {r["request_id"]: r for r in rows}
-        runtime = time.perf_counter() - t0
-        for req, item in zip(valid, items, strict=True):
-            req.acknowledge()
-            row = by_id.get(item.request_id)
-            if row is not None and row["status"] == "failed":
-                req.send_event(
-                    "task-failed",
-                    exception=f"{row['error_code']}: {row['error_message']}",
-                    traceback="",
-                )
-            else:
-                result = (
-                    {"label": row["label"], "confidence": row["confidence"]} if row else "duplicate"
-                )
-                req.send_event("task-succeeded", result=repr(result), runtime=runtime)
+        except Exception as exc:  # a bug or a poison the checks missed: find who, once
+            if len(accepted) == 1:
+                log.exception("message %s failed on its own", accepted[0][0].id)
+                refuse(accepted[0][0], f"internal error: {exc!r}")
+                return
+            log.exception("batch of %d failed; retrying its messages one by one", len(accepted))
+            for pair in accepted:
+                self.settle([pair], t0)
+            return
+        report(accepted, rows, time.perf_counter() - t0)
+
+
+def report(
+    accepted: Sequence[tuple[Request, Item]], rows: Sequence[dict[str, Any]], runtime: float
+) -> None:
+    """Ack every message after its row is committed and tell Flower how it ended."""
+    by_id = {r["request_id"]: r for r in rows}
+    for req, item in accepted:
+        req.acknowledge()
+        row = by_id.get(item.request_id)
+        if row is not None and row["status"] == "failed":
+            req.send_event(
+                "task-failed",
+                exception=f"{row['error_code']}: {row['error_message']}",
+                traceback="",
+            )
+        else:
+            result = (
+                {"label": row["label"], "confidence": row["confidence"]} if row else "duplicate"
+            )
+            req.send_event("task-succeeded", result=repr(result), runtime=runtime)
+
+
+def dead_letter_or_retry(task: Any, reason: str, payload: dict[str, Any]) -> None:
+    """For tasks outside the batcher: store the dead letter, or retry while the database is away."""
+    log.error("refusing message %s: %s", task.request.id, reason)
+    if not deadletter.record(task.request.id, task.name, reason, payload):
+        raise StorageUnavailable("dead letter not stored: database unavailable")
 
 
 @app.task(
@@ -100,6 +141,9 @@ class ClassifyTask(BatchTask):
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
+    autoretry_for=(StorageUnavailable,),
+    retry_backoff=True,
+    max_retries=None,
 )
 def classify_one(self: ClassifyTask, **kwargs: Any) -> None:
     """Classify one image reference (kwargs per messages.ClassifyArgs).
@@ -107,13 +151,11 @@ def classify_one(self: ClassifyTask, **kwargs: Any) -> None:
     Runs only where the pool cannot batch; the threads pool goes through run_batch.
     """
     try:
-        args = parse(ClassifyArgs, (), kwargs)
+        item = to_item(parse(ClassifyArgs, (), kwargs), self.request.id)
     except InvalidMessage as exc:
-        deadletter.record(
-            self.request.id, self.name, f"invalid arguments: {exc}", {"kwargs": kwargs}
-        )
+        dead_letter_or_retry(self, f"invalid arguments: {exc}", {"kwargs": kwargs})
         return
-    classify([to_item(args, self.request.id)], get_runtime())
+    classify([item], get_runtime())
 
 
 @app.task(
@@ -127,19 +169,37 @@ def classify_one(self: ClassifyTask, **kwargs: Any) -> None:
     max_retries=None,
 )
 def classify_many(self: Any, **kwargs: Any) -> dict[str, int]:
-    """Classify many references from one message, in model-sized chunks."""
+    """Fan a bulk message out: one queued row and one `crackq.classify` message per item.
+
+    The task itself takes seconds however long the list: the items are classified in
+    batches beside single-photo traffic, each acknowledged on its own, so no bulk message
+    can outlive the visibility timeout. Item ids default to `<task id>:<index>`.
+    """
     try:
         args: ClassifyManyArgs = parse(ClassifyManyArgs, (), kwargs)
+        items = [
+            to_item(a, f"{self.request.id}:{i}", args.batch_id) for i, a in enumerate(args.items)
+        ]
     except InvalidMessage as exc:
-        deadletter.record(
-            self.request.id, self.name, f"invalid arguments: {exc}", {"kwargs": kwargs}
-        )
-        return {"items": 0, "written": 0}
-    items = [to_item(a, f"{self.request.id}:{i}", args.batch_id) for i, a in enumerate(args.items)]
-    written = 0
-    for start in range(0, len(items), BULK_CHUNK):
-        written += len(classify(items[start : start + BULK_CHUNK], get_runtime()))
-    return {"items": len(items), "written": written}
+        dead_letter_or_retry(self, f"invalid arguments: {exc}", {"kwargs": kwargs})
+        return {"items": 0, "enqueued": 0}
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [
+        {
+            "request_id": i.request_id,
+            "image_ref": i.image_ref,
+            "batch_id": i.batch_id,
+            "submitted_at": i.submitted_at or now,
+        }
+        for i in items
+    ]
+    try:
+        enqueued, _finished = enqueue_rows(self.app, get_sessions(), rows)
+    except DBAPIError as exc:
+        if is_unavailable(exc):
+            raise StorageUnavailable(str(exc)) from exc
+        raise
+    return {"items": len(items), "enqueued": enqueued}
 
 
 def progress_line(meta: dict[str, Any]) -> str:

@@ -76,3 +76,11 @@ def test_malformed_and_pickled_messages_are_dead_letters(rig: faults.Rig) -> Non
             )
     check(result)
     assert result["dead_letters"] == 4 and not result["pickle_executed"]
+
+
+@pytest.mark.timeout(300)
+def test_poison_mixed_into_a_batch(rig: faults.Rig) -> None:
+    result = faults.poison_in_batch(rig, n=40, timeout_s=90)
+    check(result)
+    assert result["dead_letters"] == result["poison_messages"], result
+    assert result["left_in_broker"] == 0 and result["serves_after"], result

@@ -81,3 +81,15 @@ def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
         var = f"CRACKQ_{name.upper()}"
         assert f"| `{var}` |" in readme, f"{var} missing from the README's settings table"
         assert f"{var}=" in example, f"{var} missing from .env.example"
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "192.168.1.5", "example.org"])
+def test_flower_without_auth_is_refused_off_loopback(address: str) -> None:
+    with pytest.raises(ValueError, match="CRACKQ_FLOWER_BASIC_AUTH"):
+        flower_launch(Settings(flower_address=address))
+    assert flower_launch(Settings(flower_address=address, flower_basic_auth="ops:pw"))
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_flower_without_auth_may_listen_on_loopback(address: str) -> None:
+    assert f"--address={address}" in flower_launch(Settings(flower_address=address)).argv

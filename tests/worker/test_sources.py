@@ -270,3 +270,21 @@ def test_s3_without_boto3_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -
         read_bytes("s3://b/k.jpg", limits())
     assert info.value.code == ErrorCode.FETCH_FAILED
     assert "crackq[s3]" in info.value.message
+
+
+def test_directory_swapped_for_a_symlink_after_the_check_is_not_followed(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race one level up: `sub/` became a link out of the root after realpath ran."""
+    (tree.parent / "outside" / "b.jpg").write_bytes(jpeg(40, 40))
+    real_realpath = os.path.realpath
+
+    def realpath_then_swap(path: Any) -> str:
+        resolved = real_realpath(path)
+        if os.fspath(path).endswith("b.jpg") and not (tree / "sub").is_symlink():
+            (tree / "sub").rename(tree / "sub-moved")
+            (tree / "sub").symlink_to(tree.parent / "outside")
+        return resolved
+
+    monkeypatch.setattr(os.path, "realpath", realpath_then_swap)
+    assert code_of(str(tree / "sub" / "b.jpg"), limits(tree)) == ErrorCode.PATH_NOT_ALLOWED
