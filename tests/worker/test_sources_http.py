@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import re
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
 from pathlib import Path
@@ -17,8 +20,9 @@ from urllib.parse import unquote
 import pytest
 
 from tests.images import jpeg
+from worker.addresses import is_forbidden
 from worker.errors import ErrorCode, ImageError
-from worker.netguard import MAX_REDIRECTS, is_forbidden
+from worker.netguard import DEADLINE_FACTOR, MAX_REDIRECTS
 from worker.sources import SourceLimits, read_bytes
 
 IMAGE = jpeg(64, 48, pattern="gradient")
@@ -160,6 +164,127 @@ def test_dripping_server_hits_the_total_deadline(base: str) -> None:
     assert code_of(f"{base}/drip", lim(timeout=0.3, max_bytes=100_000)) == ErrorCode.FETCH_TIMEOUT
     elapsed = time.monotonic() - started
     assert 0.8 < elapsed < 2.5, elapsed  # deadline is 3 x 0.3 s; no read ever timed out
+
+
+# --- one deadline for the whole request, which nothing the server does can extend --------
+
+Behaviour = Callable[[socket.socket, threading.Event], None]
+DRIP_S = 0.3  # well inside the 1 s read timeout: no single recv ever times out
+
+
+def drip_status_line(conn: socket.socket, stop: threading.Event) -> None:
+    for byte in b"HTTP/1.1 200 OK\r\nX-Drip: 1\r\n"[:27]:  # ~8 s unless cut off
+        if stop.wait(DRIP_S):
+            return
+        conn.sendall(bytes([byte]))
+
+
+def drip_header_lines(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    for n in range(27):
+        if stop.wait(DRIP_S):
+            return
+        conn.sendall(b"X-Drip-%d: 1\r\n" % n)
+
+
+def never_answer(conn: socket.socket, stop: threading.Event) -> None:
+    stop.wait(10)
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., int]]:
+    """Start a loopback TCP server that takes one connection, reads the request and then
+    runs a behaviour on the socket (TLS first when given a server context); returns its port."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(behaviour: Behaviour, tls: ssl.SSLContext | None = None) -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(10)
+
+        def serve() -> None:
+            with listener, contextlib.suppress(OSError):  # the client hung up: fine
+                conn, _ = listener.accept()
+                conn.settimeout(10)
+                with tls.wrap_socket(conn, server_side=True) if tls else conn as sock:
+                    sock.recv(65536)
+                    behaviour(sock, stop)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        threads.append(thread)
+        return int(listener.getsockname()[1])
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(15)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "cut_off"),
+    [(drip_status_line, True), (drip_header_lines, True), (never_answer, False)],
+    ids=["status-line-drip", "header-drip", "never-answers"],
+)
+def test_nothing_the_server_does_outlasts_the_fetch_deadline(
+    raw_server: Callable[..., int], behaviour: Behaviour, cut_off: bool
+) -> None:
+    """Read timeouts count per recv; only the whole-fetch deadline stops a drip."""
+    ref = f"http://127.0.0.1:{raw_server(behaviour)}/a.jpg"
+    started = time.monotonic()
+    with pytest.raises(ImageError) as info:
+        read_bytes(ref, lim(timeout=1.0))
+    elapsed = time.monotonic() - started
+    assert info.value.code == ErrorCode.FETCH_TIMEOUT, info.value
+    assert elapsed < DEADLINE_FACTOR * 1.0 + 1.0, elapsed
+    if cut_off:  # the watchdog, not a read timeout, ended it
+        assert f"took longer than {DEADLINE_FACTOR * 1.0:g} s in all" in info.value.message
+        assert elapsed >= DEADLINE_FACTOR * 1.0 - 0.05, elapsed
+
+
+def test_a_name_lookup_that_hangs_ends_with_the_deadline(
+    net: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    jailed = socket.getaddrinfo
+
+    def hanging(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow-dns.example":
+            release.wait(10)
+        return jailed(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    started = time.monotonic()
+    try:
+        ref = "http://slow-dns.example/a.jpg"
+        assert code_of(ref, lim(private=False, timeout=0.3)) == ErrorCode.FETCH_TIMEOUT
+        assert time.monotonic() - started < DEADLINE_FACTOR * 0.3 + 1.0
+    finally:
+        release.set()
+    assert net.attempts == []
+
+
+def census() -> tuple[int, int]:
+    return threading.active_count(), len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_many_fetches_leave_no_threads_or_descriptors_behind(net: Any, server: Any) -> None:
+    port = server.server_address[1]
+    net.resolve("images.example", PUBLIC_IP)
+    net.route(PUBLIC_IP)
+    refs = [f"http://127.0.0.1:{port}/img", f"http://images.example:{port}/hops/1"]
+    for ref in refs * 3:  # the watchdog and a resolver thread start once, then stay
+        read_bytes(ref, lim(private=ref.startswith("http://127")))
+    time.sleep(0.2)
+    before = census()
+    for ref in refs * 100:
+        assert read_bytes(ref, lim(private=ref.startswith("http://127"))) == IMAGE
+    give_up = time.monotonic() + 5  # the server's handler threads outlive a response briefly
+    while (after := census()) > before and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert after[0] <= before[0], (before, after)
+    assert after[1] <= before[1], (before, after)
 
 
 # --- SSRF -------------------------------------------------------------------------------
@@ -361,12 +486,15 @@ def make_ca_and_cert(folder: Path, hostname: str) -> tuple[Path, Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """CA, certificate and key PEM files for a server named images.example."""
     pytest.importorskip("cryptography")
-    import ssl
+    return make_ca_and_cert(tmp_path_factory.mktemp("tls"), "images.example")
 
-    folder = tmp_path_factory.mktemp("tls")
-    ca_pem, cert_pem, key_pem = make_ca_and_cert(folder, "images.example")
+
+@pytest.fixture(scope="module")
+def tls_server(tls_files: tuple[Path, Path, Path]) -> Iterator[dict[str, Any]]:
+    ca_pem, cert_pem, key_pem = tls_files
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_pem, key_pem)
     sni: list[str | None] = []
@@ -416,3 +544,22 @@ def test_https_refuses_an_untrusted_certificate(
     net.route(PUBLIC_IP)
     url = f"https://images.example:{tls_server['port']}/img"
     assert code_of(url, lim(private=False)) == ErrorCode.FETCH_FAILED
+
+
+def test_https_header_drip_is_cut_at_the_deadline(
+    tls_files: tuple[Path, Path, Path],
+    raw_server: Callable[..., int],
+    net: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cut reaches a socket wrapped in TLS after it was registered."""
+    ca_pem, cert_pem, key_pem = tls_files
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_pem, key_pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_pem))
+    net.resolve("images.example", PUBLIC_IP)
+    net.route(PUBLIC_IP)
+    ref = f"https://images.example:{raw_server(drip_header_lines, context)}/a.jpg"
+    started = time.monotonic()
+    assert code_of(ref, lim(private=False, timeout=1.0)) == ErrorCode.FETCH_TIMEOUT
+    assert DEADLINE_FACTOR - 0.05 <= time.monotonic() - started < DEADLINE_FACTOR + 1.0
