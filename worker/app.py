@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
 from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
 
 from worker.settings import Settings, get_settings
+
+# Evidence on every native crash: a segfault in torch, OpenVINO or a decoder prints every
+# thread's Python stack to stderr (the worker's log) before the process dies, and every
+# process started from this one (the INT8 child, `celery` exec'd by `crackq worker`) does too.
+if not faulthandler.is_enabled():  # pytest enables its own
+    faulthandler.enable()
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 
 INFERENCE_QUEUE = "inference"
 TRAINING_QUEUE = "training"

@@ -266,11 +266,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_flower(args: argparse.Namespace) -> int:
     from worker.launch import flower_launch
 
-    try:
-        launch = flower_launch(get_settings(), args.port, args.unauthenticated_api)
-    except ValueError as exc:
-        print(f"crackq flower: {exc}", file=sys.stderr)
-        return 2
+    launch = flower_launch(get_settings(), args.port, args.unauthenticated_api)  # ValueError: main
     os.execvpe(launch.argv[0], launch.argv, {**os.environ, **launch.env})
     return 0
 
