@@ -58,9 +58,22 @@ def cancel_requested(session: Session, run_id: str) -> bool:
 
 
 def set_label(session: Session, request_id: str, label: str, labelled_by: str) -> None:
-    """Attach (or replace) an operator's label on a stored result."""
-    if session.scalar(select(Result.id).where(Result.request_id == request_id)) is None:
+    """Attach (or replace) an operator's label on a stored result that succeeded.
+
+    A failed or refused row never had its image decoded (it may name a file outside the
+    allowed roots, or no image at all), and a queued one not yet: ValueError for those.
+    """
+    row = session.execute(
+        select(Result.status, Result.error_code).where(Result.request_id == request_id)
+    ).first()
+    if row is None:
         raise LookupError(f"no result with request id {request_id!r}")
+    if row.status != "succeeded":
+        why = f" ({row.error_code})" if row.error_code else ""
+        raise ValueError(
+            f"result {request_id!r} is {row.status}{why}, not succeeded: "
+            "only an image that was classified can be labelled"
+        )
     stmt = insert(Label).values(request_id=request_id, label=label, labelled_by=labelled_by)
     stmt = stmt.on_conflict_do_update(
         index_elements=[Label.request_id],
@@ -74,6 +87,10 @@ def set_label(session: Session, request_id: str, label: str, labelled_by: str) -
 
 
 def labelled_refs(session: Session) -> list[tuple[str, str]]:
-    """(image_ref, label) for every labelled result."""
-    stmt = select(Result.image_ref, Label.label).join(Label, Label.request_id == Result.request_id)
+    """(image_ref, label) for every labelled result that succeeded (see set_label)."""
+    stmt = (
+        select(Result.image_ref, Label.label)
+        .join(Label, Label.request_id == Result.request_id)
+        .where(Result.status == "succeeded")
+    )
     return [(ref, label) for ref, label in session.execute(stmt)]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from torch import nn
 from models.classifier import ARCHITECTURE, CLASSES, build_model
 
 FORMAT = "crackq-checkpoint/1"
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class CheckpointError(ValueError):
@@ -67,28 +70,51 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def expected_sha256(path: Path) -> str | None:
-    """The checksum recorded in a checkpoint's `.sha256` sidecar, if there is one."""
+    """The checksum recorded in a checkpoint's `.sha256` sidecar, if there is one.
+
+    A sidecar that is empty or does not start with a sha256 hex digest is an error, not
+    a missing checksum: someone meant to pin this file.
+    """
     sidecar = Path(path).with_name(Path(path).name + ".sha256")
     if not sidecar.is_file():
         return None
-    return sidecar.read_text().split()[0].strip().lower()
+    try:
+        fields = sidecar.read_text().split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checksum file {sidecar} cannot be read: {exc}") from exc
+    digest = fields[0].lower() if fields else ""
+    if not SHA256_HEX.fullmatch(digest):
+        found = repr(digest[:80]) if digest else "nothing"
+        raise CheckpointError(
+            f"checksum file {sidecar} holds {found}, not a sha256 hex digest "
+            f"(expected `<64 hex digits>  {Path(path).name}`)"
+        )
+    return digest
 
 
 def load_checkpoint(path: Path, sha256: str | None) -> dict[str, Any]:
-    """Verify the file's sha256 (refusing any mismatch), then load it with weights_only=True."""
+    """Verify the file's sha256 (refusing any mismatch), then load it with weights_only=True.
+
+    The file is read once: the bytes hashed are the bytes loaded, so a file replaced
+    between the check and the load cannot slip through.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if sha256 is None:
         raise CheckpointError(f"checkpoint {path} has no known sha256; refusing to load it")
-    actual = sha256_file(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
     if actual != sha256.lower():
         raise CheckpointError(
             f"checkpoint {path} has sha256 {actual}, expected {sha256}: "
             "the file was changed or corrupted; refusing to load it"
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -23,10 +23,20 @@ from models.transforms import INPUT_SIZE, EvalPreset
 log = logging.getLogger(__name__)
 
 Sample = tuple[str, int]  # (path, label); label 1 = crack, index into CLASSES
+# (ref, size) -> upright RGB image; raises on anything unreadable. Must pickle (a
+# module-level function, functools.partial or frozen dataclass): DataLoader workers
+# receive it, by fork or by spawn.
+Loader = Callable[[str, int], Image.Image]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 FOLDER_LABELS = {"positive": 1, "crack": 1, "negative": 0, "no_crack": 0}
 MANIFEST_LABELS = {"crack": 1, "positive": 1, "1": 1, "no_crack": 0, "negative": 0, "0": 0}
 GROUP_SIZE = 200  # ozgenel: neighbouring crack patch numbers come from one photo
+# load_rgb's own limits. Photo formats only: every other Pillow plugin is attack surface.
+Image.init()  # registers every plugin, so the check below sees them all
+PHOTO_FORMATS = tuple(
+    f for f in ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF") if f in Image.OPEN
+)
+MAX_PIXELS = 50_000_000
 
 
 class DatasetError(ValueError):
@@ -203,9 +213,17 @@ class Batch(NamedTuple):
     bad: list[BadImage]  # samples dropped from this batch
 
 
-def load_rgb(path: str, size: int) -> Image.Image:
-    """Decode an image upright (EXIF orientation applied) as RGB."""
-    with Image.open(path) as img:
+def load_rgb(path: str, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode a local image file upright (EXIF orientation applied) as RGB.
+
+    The default Loader, for plain use: photo formats only, at most `max_pixels`, checked
+    from the header before any pixel is decoded (Pillow's own bomb limit may be off in a
+    worker process). Workers train through their own reader and decoder instead.
+    """
+    with Image.open(path, formats=PHOTO_FORMATS) as img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ValueError(f"{width}x{height} is over {max_pixels} pixels")
         # JPEG DCT scaling: decode big photos at >= size instead of full resolution.
         img.draft("RGB", (size, size))
         return ImageOps.exif_transpose(img).convert("RGB")
@@ -242,16 +260,21 @@ class TrainPreset:
 class ImageDataset(Dataset):
     """(path, label) samples -> (uint8 HWC array, label, index), or a BadImage marker.
 
+    `load` reads and decodes one reference; what it refuses is a bad image like any other.
     A file that cannot be decoded does not stop training: the marker travels to
     collate_skip_bad, which drops it and lists it in Batch.bad, so the training loop can
     count skipped images even when decoding runs in worker processes.
     """
 
     def __init__(
-        self, samples: Sequence[Sample], transform: Callable[[Image.Image], np.ndarray]
+        self,
+        samples: Sequence[Sample],
+        transform: Callable[[Image.Image], np.ndarray],
+        load: Loader = load_rgb,
     ) -> None:
         self.samples = list(samples)
         self.transform = transform
+        self.load = load
         self.size = getattr(transform, "size", INPUT_SIZE)
 
     def __len__(self) -> int:
@@ -260,7 +283,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, int, int] | BadImage:
         path, label = self.samples[index]
         try:
-            return self.transform(load_rgb(path, self.size)), label, index
+            return self.transform(self.load(path, self.size)), label, index
         except Exception as exc:  # PIL raises many types for corrupt or truncated files
             log.warning("skipping unreadable image %s: %s", path, exc)
             return BadImage(index, path, f"{type(exc).__name__}: {exc}")

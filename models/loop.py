@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from models.classifier import Numerics
-from models.datasets import Batch, ImageDataset, Sample, collate_skip_bad
+from models.datasets import Batch, ImageDataset, Loader, Sample, collate_skip_bad, load_rgb
 from models.evaluation import autocast, to_input
 from models.recipe import Recipe
 
@@ -33,19 +33,26 @@ class EpochStats:
 
 
 def make_loader(
-    samples: list[Sample], transform: Any, batch_size: int, train: bool, recipe: Recipe, pin: bool
+    samples: list[Sample],
+    transform: Any,
+    batch_size: int,
+    train: bool,
+    recipe: Recipe,
+    pin: bool,
+    load: Loader = load_rgb,
 ) -> DataLoader:
     """A DataLoader over ImageDataset that drops unreadable images (see collate_skip_bad).
 
-    Inside a daemonic process (e.g. a prefork pool child) worker processes are not
-    allowed, so decoding then happens in this process.
+    `load` reads each sample (see models.datasets.Loader). Inside a daemonic process
+    (e.g. a prefork pool child) worker processes are not allowed, so decoding then
+    happens in this process.
     """
     workers = recipe.num_workers
     if workers and multiprocessing.current_process().daemon:
         log.warning("daemonic process: DataLoader workers disabled, decoding in-process")
         workers = 0
     return DataLoader(
-        ImageDataset(samples, transform),
+        ImageDataset(samples, transform, load),
         batch_size=batch_size,
         shuffle=train,
         # A tiny last batch gives noisy BatchNorm statistics; skip it when there is a choice.

@@ -23,7 +23,7 @@ from models.classifier import (
     load_imagenet_backbone,
     resolve_numerics,
 )
-from models.datasets import DatasetError, Sample, TrainPreset, class_counts
+from models.datasets import DatasetError, Loader, Sample, TrainPreset, class_counts, load_rgb
 from models.evaluation import EvalResult, evaluate, metrics
 from models.loop import (
     EpochStats,
@@ -210,6 +210,7 @@ def fine_tune(
     should_stop: Callable[[], bool] | None = None,
     device: str = "auto",
     progress_every: int = 10,
+    load: Loader = load_rgb,
 ) -> TrainResult:
     """Fine-tune a ResNet50 per `recipe`; validate every epoch and keep the best weights.
 
@@ -218,6 +219,7 @@ def fine_tune(
     "train_loss" and "val" (headline metrics). should_stop runs before every batch;
     True, or passing recipe.time_limit_s, raises TrainingCancelled. Writes training.png
     and predictions.png into out_dir. init_state_dict is the promoted model's weights.
+    `load` reads every training and validation image (see models.datasets.Loader).
     """
     started = time.perf_counter()
     train = _training_set(train_samples, recipe)
@@ -232,9 +234,9 @@ def fine_tune(
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     pin, size, batch = numerics.device.type == "cuda", recipe.image_size, recipe.batch_size
-    train_loader = make_loader(train, TrainPreset(size), batch, True, recipe, pin)
-    val_loader = make_loader(val_samples, EvalPreset(size), 2 * batch, False, recipe, pin)
-    bn_loader = _precise_bn_loader(train, recipe, pin)
+    train_loader = make_loader(train, TrainPreset(size), batch, True, recipe, pin, load)
+    val_loader = make_loader(val_samples, EvalPreset(size), 2 * batch, False, recipe, pin, load)
+    bn_loader = _precise_bn_loader(train, recipe, pin, load)
     steps = recipe.epochs * len(train_loader)
     optimizer = torch.optim.AdamW(model.parameters(), recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = lr_schedule(recipe, optimizer, steps)
@@ -290,13 +292,16 @@ def fine_tune(
     )
 
 
-def _precise_bn_loader(train: list[Sample], recipe: Recipe, pin: bool) -> DataLoader | None:
+def _precise_bn_loader(
+    train: list[Sample], recipe: Recipe, pin: bool, load: Loader
+) -> DataLoader | None:
     """Eval-transformed training images for precise_bn, or None when the recipe turns it off."""
     if not recipe.precise_bn_images:
         return None
     count = min(recipe.precise_bn_images, len(train))
     chosen = random.Random(recipe.seed + 2).sample(train, count)
-    return make_loader(chosen, EvalPreset(recipe.image_size), recipe.batch_size, False, recipe, pin)
+    preset = EvalPreset(recipe.image_size)
+    return make_loader(chosen, preset, recipe.batch_size, False, recipe, pin, load)
 
 
 def _training_set(samples: list[Sample], recipe: Recipe) -> list[Sample]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Iterator
 from io import BytesIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
+from PIL.TiffImagePlugin import BITSPERSAMPLE, ROWSPERSTRIP, TILELENGTH, TILEWIDTH, TiffImageFile
 
 from worker.errors import ErrorCode, ImageError
 
@@ -22,33 +24,55 @@ Image.MAX_IMAGE_PIXELS = None
 Image.init()
 
 # Photo formats only: every other Pillow plugin is attack surface (and EPS would run
-# Ghostscript). Older Pillows register phone JPEGs with a multi-picture extension as MPO.
-FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF") if f in Image.OPEN)
+# Ghostscript). Drones and industrial cameras write TIFF; BMP and GIF only when
+# configured (CRACKQ_IMAGE_FORMATS, which names these same formats).
+SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF")
+CAMERA_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "TIFF")
 
 WHITE = (255, 255, 255)
 ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+# Decoder memory, in bytes per pixel of the cap: the decoded image plus the largest
+# buffer its decoder fills at once may take as much as two RGB images at the cap (Pillow
+# keeps RGB in 4 bytes a pixel). Converting to RGB then holds the image and its RGB copy,
+# the same again, so a decode peaks near 8 bytes a pixel of the cap, whatever the file.
+RGB_BYTES = 4
+DECODE_BUDGET = 2 * RGB_BYTES
+# A region (TIFF tile) may overhang the image, but not by this much more than its area:
+# libtiff allocates a whole tile however small the image (a 46336^2 tile is 2 GiB).
+REGION_SLACK = 4
+REGION_FLOOR = 1024 * 1024
+# Mode conversions run over bands of rows this many pixels large, never the whole image.
+BAND_PIXELS = 1 << 16
 
 
 def decode_image(
-    data: bytes, max_pixels: int, min_side: int = 16, target: int = 224
+    data: bytes,
+    max_pixels: int,
+    min_side: int = 16,
+    target: int = 224,
+    formats: Collection[str] = CAMERA_FORMATS,
 ) -> Image.Image:
     """Decode `data` into an upright RGB image, or raise ImageError saying why not.
 
-    JPEGs are decoded at a reduced DCT scale when that keeps both sides >= `target`,
-    so a 12-megapixel photo costs about 1/64 of a full decode. Thread-safe: it touches
-    no shared state.
+    Only `formats` are opened (names from SUPPORTED_FORMATS; JPEG includes MPO, the
+    multi-picture JPEG phones write). Sizes, decoder regions and pixel modes are checked
+    from the header before any decoder allocates. JPEGs are decoded at a reduced DCT
+    scale when that keeps both sides >= `target`, so a 12-megapixel photo costs about
+    1/64 of a full decode. Thread-safe: it touches no shared state.
     """
     if not data:
         raise ImageError(ErrorCode.EMPTY_FILE, "zero bytes")
+    allowed = _plugins(formats)
     try:
-        img = Image.open(BytesIO(data), formats=FORMATS)
+        img = Image.open(BytesIO(data), formats=allowed)
     except UnidentifiedImageError as exc:
-        raise ImageError(ErrorCode.NOT_AN_IMAGE, "not a recognised image format") from exc
+        raise ImageError(ErrorCode.NOT_AN_IMAGE, _unrecognised(data, allowed)) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(ErrorCode.TOO_MANY_PIXELS, str(exc)) from exc
     except Exception as exc:  # plugins raise anything on a hostile header
         raise ImageError(ErrorCode.NOT_AN_IMAGE, f"unreadable header: {exc!r}") from exc
     _check_size(img.size, max_pixels, min_side)
+    _check_budget(img, max_pixels)
     if isinstance(img, JpegImageFile):
         img.draft("RGB", (target, target))
     try:
@@ -59,8 +83,30 @@ def decode_image(
         raise ImageError(ErrorCode.TRUNCATED_IMAGE, f"corrupt or truncated: {exc}") from exc
     # some formats (GIF frames) settle their size only while loading
     _check_size(img.size, max_pixels, min_side)
-    _make_upright(img)
-    return _to_rgb(img)
+    # a plain image frees libwebp's canvases and the frame copy before converting
+    image = img._new(img.im) if img.format == "WEBP" else img
+    _make_upright(image)
+    return _to_rgb(image)
+
+
+def _plugins(formats: Collection[str]) -> tuple[str, ...]:
+    unknown = sorted(set(formats) - set(SUPPORTED_FORMATS))
+    if unknown:
+        raise ValueError(f"unknown image formats {unknown}; known: {SUPPORTED_FORMATS}")
+    names = [*formats, "MPO"] if "JPEG" in formats else formats
+    return tuple(f for f in SUPPORTED_FORMATS if f in names and f in Image.OPEN)
+
+
+def _unrecognised(data: bytes, formats: Collection[str]) -> str:
+    """Name a supported format left out of `formats`, from its magic number alone."""
+    for name in SUPPORTED_FORMATS:
+        accept = Image.OPEN[name][1] if name in Image.OPEN else None
+        if name not in formats and accept is not None and accept(data[:16]):
+            return (
+                f"{name} is not among the accepted image formats ({', '.join(formats)}); "
+                "CRACKQ_IMAGE_FORMATS lists them"
+            )
+    return "not a recognised image format"
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, min_side: int) -> None:
@@ -69,6 +115,58 @@ def _check_size(size: tuple[int, int], max_pixels: int, min_side: int) -> None:
         raise ImageError(ErrorCode.TOO_MANY_PIXELS, f"{width}x{height} is over {max_pixels} pixels")
     if min(width, height) < min_side:
         raise ImageError(ErrorCode.IMAGE_TOO_SMALL, f"{width}x{height} has a side under {min_side}")
+
+
+def _check_budget(img: ImageFile.ImageFile, max_pixels: int) -> None:
+    """Refuse, from the header, a decode whose buffers would outgrow the pixel cap.
+
+    Pillow's own decoders write each tile straight into the image through a one-row
+    buffer; libtiff (compressed TIFF) first decodes a whole tile or strip into a buffer
+    of its own, sized by the file's tags, not by the image.
+    """
+    width, height = img.size
+    area = width * height
+    extents = [t[1] for t in img.tile if t[1] is not None]
+    regions = [(x1 - x0) * (y1 - y0) for (x0, y0, x1, y1) in extents]
+    buffer = 0
+    if isinstance(img, TiffImageFile) and any(t[0] == "libtiff" for t in img.tile):
+        tile = (img.tag_v2.get(TILEWIDTH), img.tag_v2.get(TILELENGTH))
+        rows = img.tag_v2.get(ROWSPERSTRIP)
+        if isinstance(tile[0], int) and isinstance(tile[1], int):
+            region = tile[0] * tile[1]
+        else:  # strips: libtiff clips the rows of a strip to the image
+            region = width * (min(rows, height) if isinstance(rows, int) else height)
+        regions.append(region)
+        buffer = region * max(-(-_sample_bits(img) // 8), _pixel_bytes(img.mode))
+    elif img.format == "WEBP":  # libwebp keeps two RGBA canvases; Pillow copies the frame out
+        buffer = 3 * RGB_BYTES * area
+    largest = max(regions, default=0)
+    if largest > max(REGION_SLACK * area, REGION_FLOOR):
+        raise ImageError(
+            ErrorCode.TOO_MANY_PIXELS,
+            f"{width}x{height} image decoded in regions of {largest} pixels (tiles far "
+            "larger than the image)",
+        )
+    need = area * _pixel_bytes(img.mode) + buffer
+    if need > DECODE_BUDGET * max_pixels:
+        raise ImageError(
+            ErrorCode.TOO_MANY_PIXELS,
+            f"decoding {width}x{height} {img.mode} ({img.format}) needs {need >> 20} MiB, over "
+            f"the {DECODE_BUDGET * max_pixels >> 20} MiB a {max_pixels}-pixel cap allows",
+        )
+
+
+def _sample_bits(img: TiffImageFile) -> int:
+    bits = img.tag_v2.get(BITSPERSAMPLE, (1,))  # one value per sample
+    values = bits if isinstance(bits, tuple) else (bits,)
+    return sum(int(v) for v in values if isinstance(v, int))
+
+
+def _pixel_bytes(mode: str) -> int:
+    """Bytes a pixel of `mode` takes in Pillow's memory (multi-band modes pad to 4)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
 
 
 def _make_upright(img: Image.Image) -> None:
@@ -80,7 +178,7 @@ def _make_upright(img: Image.Image) -> None:
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode -> 8-bit RGB.
+    """Any mode -> 8-bit RGB, holding at most the image, its RGB copy and one band.
 
     Transparency is composited onto white rather than dropped: a plain convert keeps
     whatever colour sits under transparent pixels (often black or garbage), which the
@@ -88,36 +186,70 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     """
     if img.mode == "RGB":
         return img
-    if img.mode in ALPHA_MODES or "transparency" in img.info:
-        rgba = img.convert("RGBA")  # P/L/RGB with a transparency key become real alpha
-        out = Image.new("RGB", rgba.size, WHITE)
-        out.paste(rgba, mask=rgba.getchannel("A"))
-        return out
     if img.mode.startswith("I") or img.mode == "F":
         return _wide_to_rgb(img)
+    if img.mode in ALPHA_MODES or "transparency" in img.info:
+        return _onto_white(img)
     try:
-        return img.convert("RGB")  # 1, L, P, CMYK, YCbCr, ...
+        return img.convert("RGB")  # 1, L, P, CMYK, YCbCr, ...: no copy wider than RGB
     except ValueError as exc:  # LAB, HSV: no direct conversion in Pillow
         raise ImageError(ErrorCode.NOT_AN_IMAGE, f"unsupported pixel mode {img.mode}") from exc
+
+
+def _bands(size: tuple[int, int]) -> Iterator[tuple[int, int, int, int]]:
+    width, height = size
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        yield (0, top, width, min(height, top + rows))
+
+
+def _onto_white(img: Image.Image) -> Image.Image:
+    """Composite band by band: a whole-image RGBA copy would cost more than the RGB result."""
+    out = Image.new("RGB", img.size, WHITE)
+    for box in _bands(img.size):
+        band = img.crop(box)  # keeps the palette and the transparency key
+        if band.mode not in ("RGBA", "LA"):  # P/L/RGB with a key, premultiplied, PA
+            band = band.convert("RGBA")
+        out.paste(band, box[:2], band)  # the alpha band is the mask
+    return out
 
 
 def _wide_to_rgb(img: Image.Image) -> Image.Image:
     """16/32-bit integer or float grey -> 8-bit, scaled by the range the data claims.
 
     Pillow's own convert clips these to 0..255, which turns most 16-bit photos white.
+    Two passes over bands of rows (range, then scale), so no wide copy of the whole
+    image is ever made; a 16-bit transparency key becomes white.
     """
+    lo, hi = 0.0, 0.0
+    if not img.mode.startswith("I;16"):  # 16-bit is always scaled by 257
+        ranges = [(float(a.min()), float(a.max())) for a in _wide_bands(img) if a.size]
+        if ranges:
+            lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    key = img.info.get("transparency")
+    out = Image.new("RGB", img.size)
+    for box, a in zip(_bands(img.size), _wide_bands(img), strict=True):
+        grey = np.clip(np.rint(_scaled(a.astype(np.float64), img.mode, lo, hi)), 0, 255)
+        grey = grey.astype(np.uint8)
+        if isinstance(key, int):
+            grey[np.asarray(img.crop(box)) == key] = 255
+        out.paste(Image.fromarray(grey), box[:2])
+    return out
+
+
+def _wide_bands(img: Image.Image) -> Iterator[np.ndarray]:
+    for box in _bands(img.size):
+        yield np.nan_to_num(np.asarray(img.crop(box), dtype=np.float32))
+
+
+def _scaled(a: np.ndarray, mode: str, lo: float, hi: float) -> np.ndarray:
     # float64: stretching a float32 range as wide as +-3e38 overflows float32
-    a = np.nan_to_num(np.asarray(img, dtype=np.float32)).astype(np.float64)
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-    if img.mode.startswith("I;16"):
-        a = a / 257.0
-    elif img.mode == "F" and lo >= 0.0 and hi <= 1.0:
-        a = a * 255.0
-    elif lo >= 0.0 and hi <= 255.0:
-        pass
-    elif lo >= 0.0 and hi <= 65535.0:
-        a = a / 257.0
-    else:  # no known range: stretch what is there
-        a = (a - lo) * (255.0 / max(hi - lo, 1e-12))
-    grey = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
-    return grey.convert("RGB")
+    if mode.startswith("I;16"):
+        return a / 257.0
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:
+        return a * 255.0
+    if lo >= 0.0 and hi <= 255.0:
+        return a
+    if lo >= 0.0 and hi <= 65535.0:
+        return a / 257.0
+    return (a - lo) * (255.0 / max(hi - lo, 1e-12))  # no known range: stretch what is there

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import registry, runs
 from models.checkpoints import load_checkpoint, model_from_checkpoint
 from models.classifier import ARCHITECTURE, resolve_numerics
-from models.datasets import DatasetError, Sample
+from models.datasets import DatasetError, Loader, Sample
 from models.evaluation import evaluate, metrics
 from models.quantize import INT8_KEY, int8_for_checkpoint
 from models.recipe import Recipe
@@ -26,7 +26,7 @@ from models.training import TrainingCancelled, fine_tune, make_loader, save_trai
 from models.transforms import EvalPreset
 from worker.app import FINE_TUNE_TASK, TRAINING_QUEUE
 from worker.settings import Settings
-from worker.trainingdata import DataSpec, gather, split, summary
+from worker.trainingdata import DataSpec, prepare, summary
 
 log = logging.getLogger(__name__)
 Report = Callable[[dict[str, Any]], None]
@@ -103,17 +103,19 @@ def _train_and_register(
     report: Report,
     out_dir: Path,
 ) -> dict[str, Any]:
-    samples = gather(spec, sessions)
-    parts = split(spec, samples, recipe.val_fraction, recipe.seed)
-    data = summary(parts, spec)
+    prepared = prepare(spec, sessions, settings, recipe.val_fraction, recipe.seed)
+    parts, load = prepared.parts, prepared.load
+    data = summary(prepared, spec)
     with sessions() as session:
         parent = registry.promoted(session)
         parent_info = (
             (parent.version, Path(parent.checkpoint_uri), parent.sha256) if parent else None
         )
+    # read and verified once: the run starts from, and is compared with, these very weights
+    parent_payload = load_checkpoint(parent_info[1], parent_info[2]) if parent_info else None
     init_state = None
-    if parent_info is not None and recipe.init in ("auto", "checkpoint"):
-        init_state = load_checkpoint(parent_info[1], parent_info[2])["state_dict"]
+    if parent_payload is not None and recipe.init in ("auto", "checkpoint"):
+        init_state = parent_payload["state_dict"]
     tracker = _Tracker(run_id, sessions, report)
     result = fine_tune(
         parts.train,
@@ -124,18 +126,22 @@ def _train_and_register(
         progress=tracker.progress,
         should_stop=tracker.should_stop,
         device=settings.device,
+        load=load,
     )
     version = f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{run_id[:6]}"
     path = (settings.data_dir / "models" / f"{version}.pt").resolve()
     sha = save_trained(result, path, version)
     if settings.int8 == "auto":
         tracker.progress({**tracker.last, "event": "int8"})
-        graph, result.metrics["int8"] = int8_for_checkpoint(path, sha, parts.train, parts.val)
+        # The INT8 child reads photos with models' own loader, without the allowed roots
+        # or the URL reader: give it the operator's files only, never labelled refs.
+        train, val = ([s for s in part if s[0] in load.trusted] for part in parts)
+        graph, result.metrics["int8"] = int8_for_checkpoint(path, sha, train, val)
         if graph is not None:  # saved again, with the graph inside and the report beside it
             sha = save_trained(result, path, version, **{INT8_KEY: graph})
     meta = result.metadata()
     data.update(skipped=len(result.skipped), skipped_examples=result.skipped[:20])
-    baseline = _score_promoted(parent_info, parts.val, recipe, settings.device)
+    baseline = _score_promoted(parent_info, parent_payload, parts.val, recipe, settings, load)
     better = baseline is None or _beats(result.metrics, baseline)
     (out_dir / "metrics.json").write_text(
         json.dumps(
@@ -187,17 +193,21 @@ def _train_and_register(
 
 
 def _score_promoted(
-    parent: tuple[str, Path, str] | None, val: list[Sample], recipe: Recipe, device: str
+    parent: tuple[str, Path, str] | None,
+    payload: dict[str, Any] | None,
+    val: list[Sample],
+    recipe: Recipe,
+    settings: Settings,
+    load: Loader,
 ) -> dict[str, Any] | None:
     """The promoted model's metrics on this run's validation set (None if there is none)."""
-    if parent is None:
+    if parent is None or payload is None:
         return None
-    model = model_from_checkpoint(load_checkpoint(parent[1], parent[2]))
-    numerics = resolve_numerics(device, recipe.precision, recipe.channels_last)
+    model = model_from_checkpoint(payload)
+    numerics = resolve_numerics(settings.device, recipe.precision, recipe.channels_last)
     model = model.to(numerics.device)
-    loader = make_loader(
-        val, EvalPreset(recipe.image_size), recipe.batch_size, False, recipe, False
-    )
+    preset = EvalPreset(recipe.image_size)
+    loader = make_loader(val, preset, recipe.batch_size, False, recipe, False, load)
     scored = evaluate(model, loader, numerics)
     return {"version": parent[0], **metrics(scored.labels, scored.p_crack)}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from db import results
 from db.session import is_unavailable
 from models.classifier import CLASSES, CRACK_INDEX, Classifier
 from models.transforms import EvalPreset, stack
-from worker.decode import decode_image
+from worker.decode import CAMERA_FORMATS, decode_image
 from worker.errors import ErrorCode, ImageError
 from worker.runtime import Runtime
 from worker.sources import SourceLimits, read_bytes
@@ -69,8 +69,10 @@ def classify(items: Sequence[Item], rt: Runtime) -> list[dict[str, Any]]:
         return []
     classifier = rt.classifier()  # taken once: a model switch never splits a batch
     size = classifier.input_size
-    max_pixels = rt.settings.max_image_pixels
-    futures = [rt.decode_pool.submit(load, item, rt.limits, max_pixels, size) for item in todo]
+    max_pixels, formats = rt.settings.max_image_pixels, tuple(rt.settings.image_formats)
+    futures = [
+        rt.decode_pool.submit(load, item, rt.limits, max_pixels, size, formats) for item in todo
+    ]
     rows: list[dict[str, Any]] = []
     for start in range(0, len(futures), rt.settings.batch_size):
         loaded = [f.result() for f in futures[start : start + rt.settings.batch_size]]
@@ -96,12 +98,18 @@ def unfinished(items: Sequence[Item], rt: Runtime) -> list[Item]:
     return todo
 
 
-def load(item: Item, limits: SourceLimits, max_pixels: int, size: int) -> Loaded:
+def load(
+    item: Item,
+    limits: SourceLimits,
+    max_pixels: int,
+    size: int,
+    formats: Collection[str] = CAMERA_FORMATS,
+) -> Loaded:
     """Read and decode one reference into model-sized pixels; errors become a value."""
     t0 = time.perf_counter()
     try:
         data = read_bytes(item.image_ref, limits)
-        image = decode_image(data, max_pixels, target=size)
+        image = decode_image(data, max_pixels, target=size, formats=formats)
         pixels = preset(size)(image)
         return Loaded(item, pixels, None, ms_since(t0))
     except ImageError as exc:

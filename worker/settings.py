@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/crackq"
+# worker.decode.SUPPORTED_FORMATS, named here so reading settings never imports Pillow
+ImageFormat = Literal["JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF"]
+DEFAULT_IMAGE_FORMATS: tuple[ImageFormat, ...] = ("JPEG", "MPO", "PNG", "WEBP", "TIFF")
 
 
 class Settings(BaseSettings):
@@ -109,7 +112,18 @@ class Settings(BaseSettings):
     )
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest image file.")
     max_image_pixels: int = Field(50_000_000, ge=1, description="Largest width x height.")
-    http_timeout_s: float = Field(10.0, gt=0, description="Connect/read timeout for http(s).")
+    image_formats: Annotated[list[ImageFormat], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_IMAGE_FORMATS),
+        min_length=1,
+        description="Image formats decoded (JSON list or comma-separated; JPEG includes "
+        "MPO): JPEG, MPO, PNG, WEBP, TIFF; BMP and GIF only when listed.",
+    )
+    http_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Connect/read timeout for http(s); a whole fetch, redirects and DNS "
+        "included, ends within 3x this.",
+    )
     allow_private_urls: bool = Field(
         False, description="Allow http(s) URLs resolving to private/loopback addresses."
     )
@@ -132,7 +146,10 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Logging level.")
     flower_port: int = Field(5555, description="Port for `crackq flower`.")
-    flower_address: str = Field("127.0.0.1", description="Address `crackq flower` listens on.")
+    flower_address: str = Field(
+        "127.0.0.1",
+        description="Address `crackq flower` listens on; any but loopback needs basic auth.",
+    )
     flower_basic_auth: SecretStr | None = Field(
         None, description="`user:password` for Flower's basic auth (passed as FLOWER_BASIC_AUTH)."
     )
@@ -144,6 +161,14 @@ class Settings(BaseSettings):
             if value.strip().startswith("["):
                 return json.loads(value)
             return [p for p in (s.strip() for s in value.split(",")) if p]
+        return value
+
+    @field_validator("image_formats", mode="before")
+    @classmethod
+    def _split_formats(cls, value: object) -> object:
+        value = cls._split_roots(value)
+        if isinstance(value, list):
+            return [v.strip().upper() if isinstance(v, str) else v for v in value]
         return value
 
     def broker(self) -> str:

@@ -1,11 +1,17 @@
-"""Training data for a run: folders, CSV manifests and operator labels, split by groups."""
+"""Training data for a run: folders, manifests and operator labels, split, and how each is read."""
 
 from __future__ import annotations
 
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
+from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import runs
@@ -21,6 +27,13 @@ from models.datasets import (
     from_manifest,
     grouped_split,
 )
+from worker.decode import decode_image
+from worker.sources import SourceLimits, read_bytes
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,46 +59,136 @@ class DataSpec:
         return ", ".join(parts) or "nothing"
 
 
-def gather(spec: DataSpec, sessions: sessionmaker[Session] | None) -> list[Sample]:
-    """Every labelled sample the spec names (DatasetError when there are none)."""
-    sources: list[list[Sample]] = []
+@dataclass(frozen=True)
+class TrainingImages:
+    """The Loader (models.datasets) for a run's images; pickles into DataLoader workers.
+
+    `trusted` holds the files the operator named on the command line (folders, manifests,
+    the validation folder): read as they are. Every other ref - those operators' labels
+    point at, written by producers - goes through the inference reader: allowed roots
+    for local paths, the vetted http(s) fetcher, s3, the byte limit. Both are decoded
+    within the inference decoder's limits (CRACKQ_MAX_IMAGE_PIXELS, CRACKQ_IMAGE_FORMATS).
+    """
+
+    limits: SourceLimits
+    max_pixels: int
+    formats: tuple[str, ...]
+    trusted: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, trusted: frozenset[str]) -> TrainingImages:
+        limits = SourceLimits.from_settings(settings)
+        formats = tuple(settings.image_formats)
+        return cls(limits, settings.max_image_pixels, formats, trusted)
+
+    def __call__(self, ref: str, size: int) -> Image.Image:
+        data = Path(ref).read_bytes() if ref in self.trusted else read_bytes(ref, self.limits)
+        return decode_image(data, max_pixels=self.max_pixels, target=size, formats=self.formats)
+
+
+class TrainingData(NamedTuple):
+    parts: Split
+    load: TrainingImages
+    labels_skipped: dict[str, int]  # why labelled refs were left out -> how many
+
+
+def prepare(
+    spec: DataSpec,
+    sessions: sessionmaker[Session] | None,
+    settings: Settings,
+    val_fraction: float,
+    seed: int,
+) -> TrainingData:
+    """Every labelled sample the spec names, split, with the loader to read them through.
+
+    Validation is by whole file-number groups, or the explicit validation folder.
+    DatasetError when there are no images.
+    """
+    operator: list[list[Sample]] = []
     for folder in spec.folders:
         if not Path(folder).is_dir():
             raise DatasetError(f"training data folder {folder} does not exist or is not readable")
-        sources.append(from_folder(folder))
+        operator.append(from_folder(folder))
     for manifest in spec.manifests:
         if not Path(manifest).is_file():
             raise DatasetError(f"training manifest {manifest} does not exist or is not readable")
-        sources.append(from_manifest(manifest))
+        operator.append(from_manifest(manifest))
+    labelled: list[Sample] = []
+    skipped: dict[str, int] = {}
     if spec.use_labels and sessions is not None:
-        with sessions() as session:
-            labelled = runs.labelled_refs(session)
-        local = [(_local_path(ref), CLASSES.index(label)) for ref, label in labelled]
-        sources.append([(p, y) for p, y in local if p is not None])
-    samples = combine(*sources)
+        labelled, skipped = _labelled(sessions, settings.allowed_roots)
+    # operator sources first: a file both named and labelled keeps the operator's spelling
+    samples = combine(*operator, labelled)
     if not samples:
         raise DatasetError(f"no training images found in {spec.describe()}")
-    return samples
-
-
-def _local_path(ref: str) -> str | None:
-    path = ref.removeprefix("file://")
-    return path if "://" not in path and Path(path).is_file() else None
-
-
-def split(spec: DataSpec, samples: list[Sample], val_fraction: float, seed: int) -> Split:
-    """Validation by whole file-number groups, or the explicit validation folder."""
     if spec.val_folder:
-        return explicit_split(samples, from_folder(spec.val_folder))
-    return grouped_split(samples, val_fraction, seed)
+        val = from_folder(spec.val_folder)
+        operator.append(val)
+        parts = explicit_split(samples, val)
+    else:
+        parts = grouped_split(samples, val_fraction, seed)
+    trusted = frozenset(path for source in operator for path, _ in source)
+    return TrainingData(parts, TrainingImages.from_settings(settings, trusted), skipped)
 
 
-def summary(parts: Split, spec: DataSpec) -> dict[str, Any]:
-    return {
+def _labelled(
+    sessions: sessionmaker[Session], roots: Sequence[Path]
+) -> tuple[list[Sample], dict[str, int]]:
+    """Operators' labels as samples, leaving out refs the reader would refuse unread."""
+    with sessions() as session:
+        rows = runs.labelled_refs(session)
+    samples, skipped = [], Counter[str]()
+    for ref, label in rows:
+        reason = _refused(ref, roots)
+        if reason:
+            skipped[reason] += 1
+        else:
+            samples.append((ref, CLASSES.index(label)))
+    if rows:
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
+        log.log(
+            logging.WARNING if skipped else logging.INFO,
+            "operator labels: using %d of %d labelled refs%s",
+            len(samples),
+            len(rows),
+            f"; skipped {sum(skipped.values())}: {why}" if skipped else "",
+        )
+    return samples, dict(skipped)
+
+
+def _refused(ref: str, roots: Sequence[Path]) -> str | None:
+    """Why worker.sources.read_bytes would refuse `ref` before reading it, or None.
+
+    Only a first sieve, so that the run's sample list (and what is drawn from it later)
+    holds no ref a reader must refuse: the reader checks again when it reads.
+    """
+    try:
+        parts = urlsplit(ref)
+    except ValueError:
+        return "not a valid reference"
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https", "s3"):
+        return None
+    if scheme not in ("", "file") or (scheme == "file" and parts.netloc not in ("", "localhost")):
+        return "unsupported scheme"
+    try:
+        real = Path(os.path.realpath(ref if scheme == "" else unquote(parts.path)))
+    except (ValueError, OSError):
+        return "not a valid reference"
+    if any(real.is_relative_to(os.path.realpath(root)) for root in roots):
+        return None
+    return "outside the allowed roots (CRACKQ_ALLOWED_ROOTS)"
+
+
+def summary(data: TrainingData, spec: DataSpec) -> dict[str, Any]:
+    out = {
         "sources": spec.describe(),
-        "train": class_counts(parts.train),
-        "val": class_counts(parts.val),
+        "train": class_counts(data.parts.train),
+        "val": class_counts(data.parts.val),
         "split": "explicit validation folder"
         if spec.val_folder
         else "grouped by file-number ranges",
     }
+    if data.labels_skipped:
+        out["labels_skipped"] = data.labels_skipped
+    return out

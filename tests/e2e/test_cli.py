@@ -151,3 +151,31 @@ def test_requeue_resends_rows_whose_messages_were_lost(
             time.sleep(0.5)
     assert dict(done) == {old: "succeeded", old2: "succeeded", new: "queued"}
     assert crackq("requeue", "--older-than", "-1").returncode == 2
+
+
+def test_label_refuses_results_that_did_not_succeed(engine) -> None:
+    """A failed or refused row never decoded its image: labelling it would train on anything."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO results (request_id, image_ref, status, error_code) VALUES "
+                "('ok', '/data/a.jpg', 'succeeded', NULL), "
+                "('broken', '/data/b.jpg', 'failed', 'truncated_image'), "
+                "('refused', '/etc/shadow', 'failed', 'path_not_allowed'), "
+                "('waiting', '/data/c.jpg', 'queued', NULL)"
+            )
+        )
+    for request_id, status in (("broken", "failed"), ("refused", "failed"), ("waiting", "queued")):
+        out = crackq("label", request_id, "crack", "--by", "tester")
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert request_id in out.stderr and status in out.stderr and "succeeded" in out.stderr
+        assert "labelled" not in out.stdout
+    missing = crackq("label", "nobody", "crack")
+    assert missing.returncode == 2 and "no result with request id 'nobody'" in missing.stderr
+    out = crackq("label", "ok", "no_crack", "--by", "tester")
+    assert out.returncode == 0, out.stderr
+    with engine.connect() as conn:
+        labels = conn.execute(text("SELECT request_id, label, labelled_by FROM labels")).all()
+    assert labels == [("ok", "no_crack", "tester")]

@@ -55,3 +55,40 @@ def test_pickled_code_is_never_executed(tmp_path) -> None:
 
     with pytest.raises(CheckpointError, match="cannot be read"):
         load_checkpoint(tmp_path / "evil.pt", sha256_file(tmp_path / "evil.pt"))
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n", "not-a-digest  m.pt\n", "abc123  m.pt\n"])
+def test_an_empty_or_malformed_sidecar_is_a_clear_error_naming_it(tmp_path, text) -> None:
+    save_checkpoint(tmp_path / "m.pt", build_model())
+    (tmp_path / "m.pt.sha256").write_text(text)
+    with pytest.raises(CheckpointError, match=r"m\.pt\.sha256.*sha256"):
+        expected_sha256(tmp_path / "m.pt")
+
+
+def test_the_bytes_verified_are_the_bytes_loaded(tmp_path, monkeypatch) -> None:
+    """A file swapped between hashing and loading must not be loaded (read once, no TOCTOU)."""
+    import hashlib
+    import os
+
+    good, evil = tmp_path / "m.pt", tmp_path / "evil.pt"
+    sha = save_checkpoint(good, build_model(), version="good")
+    save_checkpoint(evil, build_model(), version="evil")
+    real_sha256 = hashlib.sha256
+
+    class SwapAfterHashing:
+        """hashlib.sha256 that replaces the checkpoint on disk once its digest is taken."""
+
+        def __init__(self, data: bytes = b"") -> None:
+            self._digest = real_sha256(data)
+
+        def update(self, data: bytes) -> None:
+            self._digest.update(data)
+
+        def hexdigest(self) -> str:
+            if evil.exists():
+                os.replace(evil, good)
+            return self._digest.hexdigest()
+
+    monkeypatch.setattr(hashlib, "sha256", SwapAfterHashing)
+    payload = load_checkpoint(good, sha)
+    assert payload["version"] == "good"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from pathlib import Path
 
@@ -228,3 +229,50 @@ def test_real_manifest_loads_and_splits_by_number_ranges() -> None:
 def test_combine_keeps_paths_as_given(tmp_path: Path) -> None:
     a = str(tmp_path / "sub" / ".." / "a.jpg")
     assert combine([(a, 1)], [(str(tmp_path / "a.jpg"), 1)]) == [(a, 1)]
+
+
+class Refused(Exception):
+    pass
+
+
+def refuse_some(ref: str, size: int, refused_prefix: str) -> Image.Image:
+    """A loader as worker/ builds one: it decides what may be read, then decodes."""
+    if Path(ref).name.startswith(refused_prefix):
+        raise Refused(f"{ref}: not allowed")
+    return Image.new("RGB", (size, size), (200, 10, 10))
+
+
+def test_image_dataset_reads_through_the_loader_it_is_given_in_worker_processes(
+    tmp_path: Path, make_image
+) -> None:
+    samples = [(make_image(tmp_path / f"{name}.png"), 1) for name in ("a", "deny-b", "c")]
+    samples.append((str(tmp_path / "never-written.jpg"), 0))  # the loader does not touch disk
+    loader = functools.partial(refuse_some, refused_prefix="deny-")
+    batches = list(
+        DataLoader(
+            ImageDataset(samples, EvalPreset(32), load=loader), batch_size=4, num_workers=1,
+            collate_fn=collate_skip_bad,
+        )
+    )  # fmt: skip
+    (batch,) = batches
+    assert batch.indices.tolist() == [0, 2, 3]
+    assert batch.images[:, :, :, 0].float().mean() == 200  # the loader's pixels, not the file's
+    (bad,) = batch.bad
+    assert (
+        bad.path == samples[1][0]
+        and bad.reason.startswith("Refused: ")
+        and "not allowed" in bad.reason
+    )
+
+
+def test_load_rgb_refuses_formats_beyond_photos_and_images_over_its_pixel_limit(
+    tmp_path: Path, make_image
+) -> None:
+    ppm = tmp_path / "disguised.jpg"  # a format no camera writes, under a photo's name
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(ppm, format="PPM")
+    with pytest.raises(Exception, match="cannot identify|not a photo"):
+        load_rgb(str(ppm), 32)
+    path = make_image(tmp_path / "big.png", size=(64, 64))
+    assert load_rgb(path, 32, max_pixels=64 * 64).size == (64, 64)
+    with pytest.raises(ValueError, match="64x64.*over 4095 pixels"):
+        load_rgb(path, 32, max_pixels=64 * 64 - 1)

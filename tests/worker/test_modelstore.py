@@ -73,3 +73,13 @@ def test_a_registry_outage_is_one_warning_not_a_traceback_per_poll(sessions, cap
     assert not any(r.exc_info for r in caplog.records)
     assert messages[-1] == "model registry reachable again"
     assert h.current().version == RANDOM_INIT_VERSION
+
+
+def test_an_explicit_checkpoint_with_an_empty_sidecar_is_refused_by_name(tmp_path) -> None:
+    from models.checkpoints import CheckpointError
+
+    path = tmp_path / "mine.pt"
+    save_checkpoint(path, build_model(), version="mine")
+    (tmp_path / "mine.pt.sha256").write_text("")  # e.g. a failed `sha256sum > mine.pt.sha256`
+    with pytest.raises(CheckpointError, match=r"mine\.pt\.sha256"):
+        choose_source(path, None)
