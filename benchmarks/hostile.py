@@ -74,6 +74,15 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"x" * 65536)
             except OSError:  # the worker hangs up once it has counted past the limit
                 pass
+        elif path == "/drip":  # a header line every 0.3 s, forever: only a deadline stops it
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            try:
+                for i in range(200):
+                    time.sleep(0.3)
+                    self.wfile.write(f"X-Drip-{i}: 1\r\n".encode())
+                    self.wfile.flush()
+            except OSError:  # the worker cut the connection at its deadline
+                pass
         elif path == "/to":
             self.send_response(302)
             self.send_header("Location", unquote(query))  # clients encode [ ] in a query
@@ -193,6 +202,10 @@ def build_cases(tmp: Path, svc: Services) -> list[Case]:
                                           SUCCEEDED),
         "RGBA PNG": ("rgba.png", images.rgba_png(), SUCCEEDED),
         "EXIF-rotated JPEG": ("rotated.jpg", images.exif_rotated_jpeg(), SUCCEEDED),
+        "tiled TIFF bomb (146 B, 46336x46336 tiles)": ("tiles.tif", images.tiled_tiff_bomb(),
+                                                       E.TOO_MANY_PIXELS),
+        "16-bit grey+alpha PNG": ("la16.png", images.la16_png(), SUCCEEDED),
+        "GIF (not a camera format by default)": ("anim.gif", images.gif(), E.NOT_AN_IMAGE),
     }  # fmt: skip
     cases = []
     for what, (name, data, expected) in files.items():
@@ -231,6 +244,8 @@ def build_cases(tmp: Path, svc: Services) -> list[Case]:
         Case("redirect to file://", f"{http}/to?file:///etc/passwd", E.UNSUPPORTED_SCHEME),
         Case("URL that never answers", f"http://images.example:{svc.silent_port}/a.jpg",
              E.FETCH_TIMEOUT),
+        Case("URL dripping header lines past the deadline", f"{http}/drip", E.FETCH_TIMEOUT),
+        Case("URL to 6to4 of 127.0.0.1", "http://[2002:7f00:1::]/a.jpg", E.ADDRESS_NOT_ALLOWED),
         Case("URL answering 404", f"{http}/missing", E.NOT_FOUND),
         Case("URL streaming past the byte limit", f"{http}/big", E.TOO_MANY_BYTES),
         Case("public URL (control)", f"{http}/img.png", SUCCEEDED),

@@ -116,6 +116,14 @@ def rgba_png(w: int = 64, h: int = 48) -> bytes:
     return _save(img, "PNG")
 
 
+def bmp(w: int = 32, h: int = 32) -> bytes:
+    return _save(Image.new("RGB", (w, h), (1, 2, 3)), "BMP")
+
+
+def gif(w: int = 32, h: int = 32) -> bytes:
+    return _save(Image.new("P", (w, h), 1), "GIF")
+
+
 def la_png(w: int = 64, h: int = 48) -> bytes:
     """Grey + alpha: top half opaque dark grey, bottom half transparent."""
     img = Image.new("LA", (w, h), (0, 0))

@@ -248,19 +248,9 @@ def test_wide_grey_transparency_key_becomes_white() -> None:
 # --- formats ----------------------------------------------------------------------------
 
 
-def _bmp() -> bytes:
-    buf = BytesIO()
-    Image.new("RGB", (32, 32), (1, 2, 3)).save(buf, "BMP")
-    return buf.getvalue()
-
-
-def _gif() -> bytes:
-    buf = BytesIO()
-    Image.new("P", (32, 32), 1).save(buf, "GIF")
-    return buf.getvalue()
-
-
-@pytest.mark.parametrize(("name", "data"), [("BMP", _bmp()), ("GIF", _gif())], ids=["BMP", "GIF"])
+@pytest.mark.parametrize(
+    ("name", "data"), [("BMP", images.bmp()), ("GIF", images.gif())], ids=["BMP", "GIF"]
+)
 def test_bmp_and_gif_only_when_configured(name: str, data: bytes) -> None:
     with pytest.raises(ImageError) as info:
         decode_image(data, MAX_PIXELS)
