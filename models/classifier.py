@@ -261,6 +261,16 @@ class Classifier:
             self._graph_pool = torch.cuda.graph_pool_handle()
         return self._graph_pool
 
+    def close(self) -> None:
+        """Release what the forward pass holds natively (captured graphs; a backend's engine).
+
+        After close the classifier must not predict. A worker closes its model at shutdown,
+        on the thread that loaded it, so nothing native is left to garbage collection at exit.
+        """
+        with self.lock:
+            self.graphs.clear()
+            self._graph_pool = None
+
     @torch.inference_mode()
     def predict(self, pixels: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, 2), float32 on the CPU, for uint8 (N,H,W,3) pixels.

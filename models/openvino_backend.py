@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import os
 import sys
 import threading
 import time
@@ -62,6 +63,50 @@ def disable_telemetry() -> None:
         log.warning("openvino_telemetry was imported before crackq could turn it off")
 
 
+# pid -> (thread that made it, ov.Core); a forked child makes its own, never frees its parent's
+_cores: dict[int, tuple[int, Any]] = {}
+_cores_lock = threading.Lock()
+
+
+def shared_core() -> Any:
+    """This process's one OpenVINO Core, its CPU plugin loaded now, on the calling thread.
+
+    One Core for the life of the process, not one per model: loading the CPU plugin installs
+    an alternate signal stack (sigaltstack) on the thread that loads it, and unloading the
+    plugin unmaps that stack from whichever thread drops the plugin's last user, restoring
+    the old one only if that is the same thread. With a Core per model, a model compiled on
+    the main thread and dropped by the model-poll thread (a hot switch) left the main
+    thread's signal stack unmapped: the next signal, SIGTERM, killed the worker with a silent
+    SIGSEGV (si_code SI_KERNEL: no stack to deliver it on). release_core() drops it, on the
+    same thread, once every model compiled from it is closed.
+    """
+    disable_telemetry()
+    import openvino as ov
+
+    with _cores_lock:
+        if os.getpid() not in _cores:
+            core = ov.Core()
+            core.get_property("CPU", "FULL_DEVICE_NAME")  # loads the plugin here, not later
+            _cores[os.getpid()] = (threading.get_ident(), core)
+        return _cores[os.getpid()][1]
+
+
+def release_core() -> bool:
+    """Drop the shared Core (the plugin goes with its last model); True if it was dropped.
+
+    Only on the thread that made it (see shared_core); elsewhere it is kept until exit.
+    """
+    with _cores_lock:
+        made = _cores.get(os.getpid())
+        if made is None:
+            return False
+        if made[0] != threading.get_ident():
+            log.warning("the OpenVINO Core was made on another thread: kept until exit")
+            return False
+        del _cores[os.getpid()]
+    return True
+
+
 class OpenVINOClassifier(Classifier):
     """A Classifier whose forward pass runs in OpenVINO (bf16 where the CPU has it).
 
@@ -111,7 +156,7 @@ class OpenVINOClassifier(Classifier):
         import openvino as ov
 
         started = time.perf_counter()
-        core = ov.Core()
+        core = shared_core()
         if self._int8 is not None:
             weights = ov.Tensor(np.frombuffer(self._int8["weights"], dtype=np.uint8).copy())
             graph = core.read_model(model=self._int8["xml"], weights=weights)
@@ -136,7 +181,15 @@ class OpenVINOClassifier(Classifier):
         """Raw float32 logits (N, 2) for a uint8 (N,H,W,3) batch; the graph normalises."""
         x = np.ascontiguousarray(pixels.cpu().numpy())
         with self.lock:
+            if self.request is None:
+                raise RuntimeError(f"model {self.version} is closed")
             return torch.from_numpy(np.array(self.request.infer({0: x})[0], dtype=np.float32))
+
+    def close(self) -> None:
+        """Release the infer request and compiled graph, after a batch in the model finishes."""
+        with self.lock:
+            self.request = None
+            self.compiled = None
 
 
 def to_openvino(model: nn.Module, size: int) -> Any:

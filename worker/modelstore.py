@@ -131,8 +131,6 @@ class ModelHolder:
         self._source = pick()
         self._current = load(self._source)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._registry_down = False  # log an outage once, not on every poll
 
     def current(self) -> Classifier:
@@ -173,16 +171,3 @@ class ModelHolder:
             self._source, self._current = source, classifier
         log.info("switched model %s -> %s (%s)", old, classifier.version, classifier.serving)
         return True
-
-    def start_polling(self, every_s: float) -> None:
-        """Check the registry every `every_s` seconds in a daemon thread."""
-
-        def loop() -> None:
-            while not self._stop.wait(every_s):
-                self.check_once()
-
-        self._thread = threading.Thread(target=loop, name="crackq-model-poll", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()

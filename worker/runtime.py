@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -15,12 +17,33 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_sessionmaker
 from models.classifier import Classifier, resolve_numerics
-from models.openvino_backend import resolve_backend
+from models.openvino_backend import release_core, resolve_backend
 from worker.modelstore import ModelHolder, ModelSource, build_classifier, choose_source
 from worker.settings import Settings, get_settings
 from worker.sources import SourceLimits
 
 log = logging.getLogger(__name__)
+
+
+class ModelPoller:
+    """The thread that switches to a newly promoted model; stopped and joined on close."""
+
+    def __init__(self, models: ModelHolder, every_s: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, args=(models, every_s), name="crackq-model-poll", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self, models: ModelHolder, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            models.check_once()
+
+    def stop(self, timeout_s: float) -> bool:
+        """Stop polling and wait for a model load in progress; False if it outlasted timeout_s."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
 
 @dataclass
@@ -30,17 +53,46 @@ class Runtime:
     settings: Settings
     sessions: sessionmaker[Session]
     models: ModelHolder
+    poller: ModelPoller
     limits: SourceLimits
     decode_pool: ThreadPoolExecutor
     forward_lock: threading.Lock
     hostname: str
+    pid: int = field(default_factory=os.getpid)
+    closed: bool = False
 
     def classifier(self) -> Classifier:
         return self.models.current()
 
-    def close(self) -> None:
-        self.models.stop()
+    def close(self, timeout_s: float = 120.0) -> None:
+        """Release everything native in order, on the thread that built the runtime.
+
+        The poller first (a model it is loading finishes), then the decode pool, then the
+        served model once no batch is in its forward pass, then the shared OpenVINO Core.
+        Left to the interpreter's exit instead, they were torn down in no set order while
+        the poll thread could still be compiling (std::terminate, SIGABRT). Called by the
+        worker_shutdown hook once Celery's pool has drained, and at exit; idempotent.
+        """
+        if self.closed or self.pid != os.getpid():
+            return
+        self.closed = True
+        started = time.monotonic()
+        if not self.poller.stop(timeout_s):
+            log.error("a model load outlasted %.0f s: leaving the model to the exit", timeout_s)
+            return
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
+        if not self.forward_lock.acquire(timeout=timeout_s):
+            log.error("a forward pass outlasted %.0f s: leaving the model to the exit", timeout_s)
+            return
+        try:
+            served = self.models.current()
+            served.close()
+        finally:
+            self.forward_lock.release()
+        release_core()
+        log.info(
+            "runtime closed: released %s in %.1f s", served.version, time.monotonic() - started
+        )
 
 
 _runtime: Runtime | None = None
@@ -57,12 +109,20 @@ def get_runtime() -> Runtime:
         if _runtime is None or _runtime_pid != os.getpid():
             _runtime = build_runtime(get_settings())
             _runtime_pid = os.getpid()
+            atexit.register(close_runtime)  # a backstop: Celery's hook closes it first
     return _runtime
 
 
 def current_runtime() -> Runtime | None:
     """The process's Runtime if it has been built, without building it."""
     return _runtime if _runtime_pid == os.getpid() else None
+
+
+def close_runtime() -> None:
+    """Close this process's Runtime if it was built (worker shutdown, exit); idempotent."""
+    rt = current_runtime()
+    if rt is not None:
+        rt.close()
 
 
 _sessions: tuple[int, sessionmaker[Session]] | None = None
@@ -106,7 +166,6 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     models = ModelHolder(load, pick)
     models.current().warm_up()
-    models.start_polling(settings.model_poll_s)
     log.info(
         "runtime ready: model %s, %s, batch %d, %d torch threads",
         models.current().version,
@@ -118,6 +177,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         sessions=sessions,
         models=models,
+        poller=ModelPoller(models, settings.model_poll_s),
         limits=SourceLimits.from_settings(settings),
         decode_pool=ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="crackq-decode"),
         forward_lock=threading.Lock(),

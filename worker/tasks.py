@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from celery import signals
 from celery.worker.request import Request
 from sqlalchemy.exc import DBAPIError
 
@@ -22,10 +23,21 @@ from worker.enqueue import enqueue_rows
 from worker.finetune import execute_run
 from worker.messages import ClassifyArgs, ClassifyManyArgs, InvalidMessage, check_id, parse
 from worker.pipeline import Item, StorageUnavailable, classify
-from worker.runtime import get_runtime, get_sessions
+from worker.runtime import close_runtime, get_runtime, get_sessions
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+
+@signals.worker_shutdown.connect(weak=False)
+@signals.worker_process_shutdown.connect(weak=False)
+def release_runtime(**_: Any) -> None:
+    """Warm shutdown, once Celery's pool has drained: release the served model in order.
+
+    Sent on the main thread, which loaded the model (runtime.Runtime.close says why that
+    matters); a prefork child gets worker_process_shutdown instead.
+    """
+    close_runtime()
 
 
 def to_item(args: ClassifyArgs, default_id: str, batch_id: str | None = None) -> Item:
