@@ -141,7 +141,11 @@ def _train_and_register(
             sha = save_trained(result, path, version, **{INT8_KEY: graph})
     meta = result.metadata()
     data.update(skipped=len(result.skipped), skipped_examples=result.skipped[:20])
-    baseline = _score_promoted(parent_info, parent_payload, parts.val, recipe, settings, load)
+    baseline = (
+        _score_promoted(parent_info[0], parent_payload, parts.val, recipe, settings.device, load)
+        if parent_info is not None and parent_payload is not None
+        else None
+    )
     better = baseline is None or _beats(result.metrics, baseline)
     (out_dir / "metrics.json").write_text(
         json.dumps(
@@ -193,23 +197,21 @@ def _train_and_register(
 
 
 def _score_promoted(
-    parent: tuple[str, Path, str] | None,
-    payload: dict[str, Any] | None,
+    version: str,
+    payload: dict[str, Any],
     val: list[Sample],
     recipe: Recipe,
-    settings: Settings,
+    device: str,
     load: Loader,
-) -> dict[str, Any] | None:
-    """The promoted model's metrics on this run's validation set (None if there is none)."""
-    if parent is None or payload is None:
-        return None
+) -> dict[str, Any]:
+    """The promoted model's metrics on this run's validation set."""
     model = model_from_checkpoint(payload)
-    numerics = resolve_numerics(settings.device, recipe.precision, recipe.channels_last)
+    numerics = resolve_numerics(device, recipe.precision, recipe.channels_last)
     model = model.to(numerics.device)
     preset = EvalPreset(recipe.image_size)
     loader = make_loader(val, preset, recipe.batch_size, False, recipe, False, load)
     scored = evaluate(model, loader, numerics)
-    return {"version": parent[0], **metrics(scored.labels, scored.p_crack)}
+    return {"version": version, **metrics(scored.labels, scored.p_crack)}
 
 
 def _beats(new: dict[str, Any], old: dict[str, Any]) -> bool:
