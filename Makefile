@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test lint format bench worker flower migrate clean
+.PHONY: install demo test test-fast lint format bench reliability worker flower migrate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,17 +19,23 @@ demo: install  ## the main job: train a first model, classify held-out photos th
 test: install lint  ## lint, type-check and run every test against the local Redis and PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+test-fast: install  ## the developer loop: tests not marked slow, no lint, stop at the first failure
+	$(PY) -m pytest -m "not slow" -q -x $(PYTEST_ARGS)
+
 lint: install
-	$(VENV)/bin/ruff format --check worker models db migrations tests benchmarks
-	$(VENV)/bin/ruff check worker models db migrations tests benchmarks
-	$(VENV)/bin/mypy worker models db
+	$(VENV)/bin/ruff format --check worker models db migrations tests benchmarks harness
+	$(VENV)/bin/ruff check worker models db migrations tests benchmarks harness
+	$(VENV)/bin/mypy worker models db harness
 
 format: install
-	$(VENV)/bin/ruff format worker models db migrations tests benchmarks
-	$(VENV)/bin/ruff check --fix worker models db migrations tests benchmarks
+	$(VENV)/bin/ruff format worker models db migrations tests benchmarks harness
+	$(VENV)/bin/ruff check --fix worker models db migrations tests benchmarks harness
 
 bench: install  ## throughput benchmarks; JSON lines on stdout
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+reliability: install  ## faults, hostile inputs and a load run against real processes (--quick: RELIABILITY_ARGS=--quick)
+	$(PY) -m benchmarks.run --suite reliability $(RELIABILITY_ARGS)
 
 worker: install
 	$(VENV)/bin/crackq worker -Q inference

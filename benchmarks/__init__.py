@@ -1,1 +1,1 @@
-"""Throughput and latency benchmarks for crackq (`python -m benchmarks.run`, `make bench`)."""
+"""Benchmark suites for crackq behind one entry point: `python -m benchmarks.run [--suite NAME]`."""

@@ -10,9 +10,10 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from benchmarks.rows import batch_stats, message_rows, utcnow, wait_rows
 from benchmarks.services import Photos
-from tests.procs import READY, Proc
+from benchmarks.stats import batch_stats, message_rows, utcnow
+from harness.procs import READY, Proc
+from harness.rows import wait_rows
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
 """In-process pipeline: read + decode -> infer -> one write per batch, without the queue.
 
-`python -m benchmarks.inprocess --refs FILE --n N` runs crackq's own pipeline
-(`worker.pipeline.classify`) in this process, two batches in flight as in the worker,
-until every row is committed, and prints one JSON line. `run()` starts it in a fresh
-process set up as `crackq worker` sets itself up (allocator), from `benchmarks.run`.
+`python -m benchmarks.run --suite inprocess --refs FILE --n N` runs crackq's own pipeline
+(`worker.pipeline.classify`, through `Runtime.classify`) in this process, two batches in
+flight as in the worker, until every row is committed, and prints one JSON line. `run()`
+starts it in a fresh process set up as `crackq worker` sets itself up (allocator), from
+the speed suite.
 
 On a GPU this is the issue's in-process decode -> infer -> write figure (batch 256,
 one decode thread per core); on the CPU, compared with e2e, it shows what the queue costs.
@@ -15,14 +16,13 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.services import ROOT, Photos
+from benchmarks.services import Photos
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +33,21 @@ def run(
     """`n` photos through the pipeline in a fresh process, serving `checkpoint` if given."""
     refs = tmp / "inprocess-refs.txt"
     refs.write_text("\n".join(photos.cycle(0, n)))
-    env = dict(os.environ, CRACKQ_ALLOWED_ROOTS=str(photos.root))
+    from benchmarks.run import in_child
+
+    env = {"CRACKQ_ALLOWED_ROOTS": str(photos.root)}
     if checkpoint is not None:
         env["CRACKQ_MODEL_CHECKPOINT"] = str(checkpoint)
-    if allocator:
-        env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), allocator]))
-    argv = [sys.executable, "-m", "benchmarks.inprocess", "--refs", str(refs), "--n", str(n)]
-    out = subprocess.run(
-        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, check=True, timeout=1800, text=True
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    args = ["--refs", str(refs), "--n", str(n)]
+    return in_child("inprocess", args, 1800, allocator, **env)
 
 
 def measure(refs: list[str], batch: int, decode_threads: int, inflight: int = 2) -> dict[str, Any]:
     """Classify `refs` in batches of `batch`, `inflight` batches at once; timings and rates."""
     import torch
 
-    from benchmarks.rows import utcnow
-    from worker.pipeline import Item, classify
+    from benchmarks.stats import utcnow
+    from worker.pipeline import Item
     from worker.runtime import build_runtime
     from worker.settings import Settings
 
@@ -61,13 +57,13 @@ def measure(refs: list[str], batch: int, decode_threads: int, inflight: int = 2)
     load_s = time.perf_counter() - t0
     at = utcnow()
     items = [Item(f"bench-inproc-{i}", r, "bench-inproc", at) for i, r in enumerate(refs)]
-    classify(
-        [Item(f"bench-inproc-warm-{i}", r, "bench-warm") for i, r in enumerate(refs[:batch])], rt
+    rt.classify(
+        [Item(f"bench-inproc-warm-{i}", r, "bench-warm") for i, r in enumerate(refs[:batch])]
     )
     batches = [items[i : i + batch] for i in range(0, len(items), batch)]
     cpu0, t0 = time.process_time(), time.perf_counter()
     with ThreadPoolExecutor(inflight, thread_name_prefix="bench-inflight") as pool:
-        written = sum(len(rows) for rows in pool.map(lambda b: classify(b, rt), batches))
+        written = sum(len(rows) for rows in pool.map(rt.classify, batches))
     seconds = time.perf_counter() - t0
     cpu_s = time.process_time() - cpu0
     clf = rt.classifier()
@@ -90,17 +86,17 @@ def measure(refs: list[str], batch: int, decode_threads: int, inflight: int = 2)
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.inprocess", description=__doc__)
+def main(argv: list[str], prog: str) -> int:
+    """The inprocess suite (a child of the speed suite): one JSON line, then a hard exit."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--refs", type=Path, required=True, help="file with one image ref a line")
     parser.add_argument("--n", type=int, default=0, help="use the first N refs (0 = all)")
     parser.add_argument("--batch", type=int, default=0, help="batch size (0: 256 GPU, 32 CPU)")
     parser.add_argument("--decode-threads", type=int, default=0, help="0: one per core on GPUs")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="inprocess: %(message)s")
+    args = parser.parse_args(argv)
     import torch
 
-    from models.classifier import resolve_device
+    from models.numerics import resolve_device
     from worker.settings import get_settings
 
     refs = [r for r in args.refs.read_text().splitlines() if r][: args.n or None]
@@ -117,7 +113,3 @@ def main() -> None:
     # OpenVINO thread pools being destroyed), which would turn a good run into a failure.
     sys.stderr.flush()
     os._exit(0)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Raw ResNet50 forward speed: torch fp32 NCHW, torch bf16 channels_last, OpenVINO bf16 and INT8.
 
-`measure()` starts `python -m benchmarks.model_speed` once per backend, in processes set
+`measure()` starts `python -m benchmarks.run --suite model` once per backend, in processes set
 up as `crackq worker` sets itself up (torch under the preloaded allocator; OpenVINO without
 it), so the figures are the ones the worker itself can reach.
 """
@@ -13,13 +13,9 @@ import json
 import logging
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
-
-from benchmarks.services import ROOT
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +31,10 @@ def measure(
 
     `served` is the backend the worker runs (its single-image latency is the trickle's
     yardstick); the e2e target compares against the fastest configuration measured.
-    `int8`, a checkpoint with an INT8 graph (benchmarks.int8_model), adds OpenVINO INT8,
+    `int8`, a checkpoint with an INT8 graph (harness.int8_model), adds OpenVINO INT8,
     which a worker then serves.
     """
-    from models.classifier import resolve_device
+    from models.numerics import resolve_device
     from models.openvino_backend import openvino_installed
     from worker.settings import get_settings
 
@@ -79,17 +75,11 @@ def _measure_in_process(
     batch: int,
     extra: list[str] | None = None,
 ) -> dict[str, Any]:
-    env = dict(os.environ)
-    if allocator:
-        env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), allocator]))
-    argv = [sys.executable, "-m", "benchmarks.model_speed", "--iters", str(iters)]
-    argv += ["--latency-iters", str(latency_iters), "--backend", backend]
-    argv += ["--device", device, "--batch", str(batch), *(extra or [])]
-    out = subprocess.run(
-        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, check=True, timeout=900, text=True
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    from benchmarks.run import in_child
+
+    args = ["--iters", str(iters), "--latency-iters", str(latency_iters), "--backend", backend]
+    args += ["--device", device, "--batch", str(batch), *(extra or [])]
+    return in_child("model", args, 900, allocator)
 
 
 def _throughput(predict: Any, batch: Any, warmup: int, iters: int) -> tuple[float, float, float]:
@@ -106,6 +96,22 @@ def _throughput(predict: Any, batch: Any, warmup: int, iters: int) -> tuple[floa
     return len(batch) * iters / sum(times), statistics.median(times), cpu_ms
 
 
+def _latency(predict: Any, one: Any, iters: int) -> dict[str, float]:
+    """p50 and p90 of single-image latency (ms) after 5 untimed passes."""
+    for _ in range(5):
+        predict(one)
+    lat = []
+    for _ in range(iters):
+        t1 = time.perf_counter()
+        predict(one)
+        lat.append((time.perf_counter() - t1) * 1000.0)
+    lat.sort()
+    return {
+        "single_image_ms_p50": round(statistics.median(lat), 2),
+        "single_image_ms_p90": round(lat[int(0.9 * (len(lat) - 1))], 2),
+    }
+
+
 def configurations(
     backend: str, device: str, int8: dict[str, Any] | None = None
 ) -> dict[str, tuple[Any, Any]]:
@@ -115,8 +121,9 @@ def configurations(
     by default; the CPU leaves them out (OpenVINO is its compiled path). `int8` is a
     checkpoint's INT8 graph, served by OpenVINO.
     """
-    from models.classifier import Classifier, resolve_numerics
+    from models.numerics import resolve_numerics
     from models.openvino_backend import OpenVINOClassifier
+    from models.serving import Classifier
 
     if backend == "openvino":
         bf16 = resolve_numerics("cpu", "bf16", True)
@@ -146,7 +153,8 @@ def run(
     import torch
 
     from models.checkpoints import expected_sha256, load_checkpoint
-    from models.classifier import build_model, cpu_has_bf16, resolve_numerics
+    from models.network import build_model
+    from models.numerics import cpu_has_bf16, resolve_numerics
     from models.quantize import INT8_KEY
 
     torch.manual_seed(0)
@@ -172,16 +180,7 @@ def run(
         out[name]["batch_s_median"] = round(per_batch, 4)
         out[name]["cpu_ms_per_image"] = round(cpu_ms, 2)
         if name != "fp32_nchw":
-            for _ in range(5):
-                clf.predict(one)
-            lat = []
-            for _ in range(latency_iters):
-                t1 = time.perf_counter()
-                clf.predict(one)
-                lat.append((time.perf_counter() - t1) * 1000.0)
-            lat.sort()
-            out[name]["single_image_ms_p50"] = round(statistics.median(lat), 2)
-            out[name]["single_image_ms_p90"] = round(lat[int(0.9 * (len(lat) - 1))], 2)
+            out[name].update(_latency(clf.predict, one, latency_iters))
         del clf, model
     if backend == "torch":
         fast, fp32 = out["fast"]["images_per_s"], out["fp32_nchw"]["images_per_s"]
@@ -200,30 +199,18 @@ def run(
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str], prog: str) -> int:
+    """The model suite (a child of the speed suite): every configuration of one backend."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--latency-iters", type=int, default=30)
     parser.add_argument("--backend", choices=("torch", "openvino"), default="torch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--int8", type=Path, help="checkpoint with an INT8 graph (openvino)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="model_speed: %(message)s")
-    print(
-        json.dumps(
-            run(
-                args.iters,
-                args.latency_iters,
-                args.backend,
-                args.batch,
-                224,
-                args.device,
-                args.int8,
-            )
-        )
+    args = parser.parse_args(argv)
+    found = run(
+        args.iters, args.latency_iters, args.backend, args.batch, 224, args.device, args.int8
     )
-
-
-if __name__ == "__main__":
-    main()
+    print(json.dumps(found))
+    return 0

@@ -40,7 +40,9 @@ def _init_child(**_: Any) -> None:
     import torch
     from sqlalchemy import create_engine
 
-    from models.classifier import Classifier, build_model, resolve_numerics
+    from models.network import build_model
+    from models.numerics import resolve_numerics
+    from models.serving import Classifier
 
     torch.set_num_threads(1)
     numerics = resolve_numerics("cpu", "fp32", channels_last=False)
@@ -56,7 +58,7 @@ def naive_classify(image_ref: str, request_id: str, submitted_at: str | None = N
     from sqlalchemy.orm import Session
 
     from db.tables import Result
-    from models.classifier import CRACK_INDEX
+    from models.network import CRACK_INDEX
     from models.transforms import EvalPreset, stack
 
     started = dt.datetime.now(dt.timezone.utc)

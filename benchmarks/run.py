@@ -1,195 +1,75 @@
-"""`python -m benchmarks.run [--n N] [--only NAME,...]`: every benchmark in one run, JSON lines.
+"""`python -m benchmarks.run [--suite NAME] [its options]`: every benchmark suite, one entry point.
 
-One JSON object per benchmark on stdout, then a `summary` line with the issue's ratios;
-progress goes to stderr. Only loopback services are used: a database of its own
-(crackq_bench_<pid>, dropped at the end) and Redis db 13 (flushed before and after).
+Without `--suite` it runs the speed suite (`--n N --only model,decode,...`), as it always
+has. Each suite uses loopback services of its own: a throwaway database and a private
+Redis db. `python -m benchmarks.run --suite NAME --help` tells a suite's options.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
-import shutil
+import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks import services
+from harness.procs import ROOT
 
-log = logging.getLogger("benchmarks")
-NAMES = ("model", "decode", "bulk_write", "e2e", "trickle", "rss", "naive", "inprocess")
-DEFAULT_RSS_IMAGES, FULL_RSS_IMAGES = 6_000, 20_000
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("--n", type=int, default=2000, help="photos for e2e (default 2000)")
-    parser.add_argument("--naive-n", type=int, default=400, help="photos for naive (default 400)")
-    parser.add_argument("--trickle-s", type=float, default=40.0, help="trickle duration (s)")
-    parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(NAMES)}")
-    parser.add_argument(
-        "--with-rss", action="store_true", help=f"rss up to {FULL_RSS_IMAGES:,} images (~10 min)"
-    )
-    args = parser.parse_args(argv)
-    args.want = set(filter(None, args.only.split(","))) or set(NAMES)
-    unknown = args.want - set(NAMES)
-    if unknown:
-        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(NAMES)}")
-    if args.n < 1 or args.naive_n < 1:
-        parser.error("--n and --naive-n must be >= 1")
-    full = args.with_rss or "rss" in set(filter(None, args.only.split(",")))
-    args.rss_target = FULL_RSS_IMAGES if full else DEFAULT_RSS_IMAGES
-    return args
+# name -> (module with `main(argv, prog)`, what it measures)
+SUITES = {
+    "speed": ("benchmarks.speed", "throughput and latency: model, decode, e2e, trickle, rss, "
+              "naive, inprocess, bulk_write (the default)"),
+    "reliability": ("benchmarks.reliability", "delivery faults, hostile inputs and a load run; "
+                    "markdown tables and one JSON line"),
+    "load": ("benchmarks.load", "N references submitted at once, one worker, memory sampled"),
+    "shutdown": ("benchmarks.shutdown_stress", "SIGTERM workers serving a hot-switched INT8 "
+                 "model, count crashes"),
+    "train": ("benchmarks.train_quick", "a quick fine-tuning run on real photos"),
+    "model": ("benchmarks.model_speed", "one backend's raw forward speed (the speed suite "
+              "starts it in a fresh process)"),
+    "inprocess": ("benchmarks.inprocess", "the pipeline without the queue (the speed suite "
+                  "starts it in a fresh process)"),
+}  # fmt: skip
 
 
-def host_info() -> dict[str, Any]:
-    import torch
-
-    from models.classifier import cpu_has_bf16
-    from worker.launch import find_allocator
-    from worker.settings import get_settings
-
-    lib = find_allocator(get_settings().allocator)
-    return {
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "allocator": Path(lib).name if lib else "system",
-        "bf16_native": cpu_has_bf16(),
-        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-    }
+def suites_help() -> str:
+    lines = ["suites (--suite NAME):"]
+    lines += [f"  {name:<12} {what}" for name, (_, what) in SUITES.items()]
+    return "\n".join(lines)
 
 
-def summary(found: dict[str, dict[str, Any]], wall_s: float) -> dict[str, Any]:
-    """The issue's ratios, from whichever of their inputs were measured."""
-
-    def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
-        return round(a / b, digits) if a is not None and b else None
-
-    model, e2e, naive = found.get("model", {}), found.get("e2e", {}), found.get("naive", {})
-    inproc = found.get("inprocess", {})
-    trickle = found.get("trickle", {})
-    fast = model.get("fastest_images_per_s")
-    e2e_cpu = e2e.get("cpu_ms_per_image", {}).get("total")
-    model_cpu = model.get("served_cpu_ms_per_image")
-    return {
-        "bench": "summary",
-        "e2e_over_model_fastest": ratio(e2e.get("images_per_s"), fast),
-        "e2e_over_naive": ratio(e2e.get("images_per_s"), naive.get("images_per_s"), 2),
-        # the GPU target: in-process decode -> infer -> write >= 0.7 x model-only
-        "inprocess_over_model_fastest": ratio(inproc.get("images_per_s"), fast),
-        "e2e_over_inprocess": ratio(e2e.get("images_per_s"), inproc.get("images_per_s")),
-        "trickle_p50_over_single_image": ratio(
-            trickle.get("p50_ms"), model.get("single_image_ms_p50"), 2
-        ),
-        # CPU ms per image that the model did not use: the message path, decoding, the
-        # broker and the database. On 2 cores it is what keeps e2e below the model.
-        "overhead_cpu_ms_per_image": (
-            round(e2e_cpu - model_cpu, 2) if e2e_cpu is not None and model_cpu else None
-        ),
-        "inputs": {
-            "e2e_images_per_s": e2e.get("images_per_s"),
-            "model_fastest": model.get("fastest"),
-            "model_fastest_images_per_s": fast,
-            "model_served": model.get("served"),
-            "naive_images_per_s": naive.get("images_per_s"),
-            "inprocess_images_per_s": inproc.get("images_per_s"),
-            "trickle_p50_ms": trickle.get("p50_ms"),
-            "single_image_ms_p50": model.get("single_image_ms_p50"),
-        },
-        "wall_s": round(wall_s, 1),
-    }
+def in_child(
+    suite: str, args: list[str], timeout_s: float, allocator: str | None = None, **env: str
+) -> dict[str, Any]:
+    """Run `suite` in a fresh process, set up as `crackq worker` sets itself up (the
+    allocator preloaded), with `env` added; the last JSON line it printed."""
+    child_env = {**os.environ, **env}
+    if allocator:
+        child_env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), allocator]))
+    argv = [sys.executable, "-m", "benchmarks.run", "--suite", suite, *args]
+    out = subprocess.run(
+        argv, cwd=ROOT, env=child_env, stdout=subprocess.PIPE, check=True, timeout=timeout_s,
+        text=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    chooser = argparse.ArgumentParser(add_help=False)
+    chooser.add_argument("--suite", choices=SUITES, default="speed")
+    chosen, rest = chooser.parse_known_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
     )
-    services.point_settings_here()  # before anything reads crackq's settings
-    started = time.monotonic()
-    host = host_info()
-    found: dict[str, dict[str, Any]] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="crackq-bench-"))
-    log.info("running %s; logs in %s; host %s", sorted(args.want), tmp, host)
-    failed = False
-
-    def emit(result: dict[str, Any]) -> None:
-        found[result["bench"]] = result
-        # Other jobs on a shared host skew figures; the load at each line tells by how much.
-        load = round(os.getloadavg()[0], 2)
-        print(json.dumps({**result, "load_avg_1m_at_end": load, "host": host}), flush=True)
-
-    def attempt(name: str, fn: Any, *a: Any) -> None:
-        nonlocal failed
-        try:
-            out = fn(*a)
-            for result in out if isinstance(out, list) else [out]:
-                emit(result)
-        except Exception as exc:  # one broken benchmark must not hide the others' figures
-            log.exception("%s failed", name)
-            failed = True
-            emit({"bench": name, "error": f"{type(exc).__name__}: {exc}"})
-
-    from benchmarks import baselines, decode, inprocess, int8_model, model_speed, worker_bench
-
-    # The model a CPU worker here would serve fastest: OpenVINO INT8 when it can be made.
-    serves_model = args.want & {"model", "e2e", "trickle", "rss", "inprocess"}
-    int8 = int8_model.checkpoint(tmp) if serves_model else None
-    if "model" in args.want:
-        attempt("model", lambda: {"bench": "model", **model_speed.measure(*_served(), int8)})
-    worker_benches = args.want & {"e2e", "trickle", "rss"}
-    needs_services = worker_benches or args.want & {"naive", "bulk_write", "inprocess", "decode"}
-    if needs_services:
-        with services.bench_services(max(args.n, args.naive_n)) as (photos, engine):
-            if "decode" in args.want:
-                attempt("decode", decode.run, photos, max(args.n, 500))
-            if "bulk_write" in args.want:
-                attempt("bulk_write", baselines.bulk_write, engine)
-            if worker_benches:
-                want = args.want | {"e2e"}  # trickle and rss run after the e2e load
-                attempt(
-                    "e2e",
-                    worker_bench.run,
-                    photos,
-                    engine,
-                    tmp,
-                    args.n,
-                    want,
-                    args.rss_target,
-                    args.trickle_s,
-                    int8,
-                )
-            if "inprocess" in args.want:
-                allocator, _, _, backend = _served()
-                allocator = None if backend == "openvino" else allocator
-                attempt("inprocess", inprocess.run, photos, tmp, args.n, allocator, int8)
-            if "naive" in args.want:
-                attempt("naive", baselines.naive, photos, engine, tmp, args.naive_n)
-    emit(summary(found, time.monotonic() - started))
-    if failed:
-        log.error("some benchmarks failed; worker logs kept in %s", tmp)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failed else 0
-
-
-def _allocator_path() -> str | None:
-    from worker.launch import find_allocator
-    from worker.settings import get_settings
-
-    return find_allocator(get_settings().allocator)
-
-
-def _served() -> tuple[str | None, int, int, str]:
-    """(allocator for torch, iters, latency iters, the backend a CPU worker serves)."""
-    from worker.launch import serves_openvino
-    from worker.settings import get_settings
-
-    return _allocator_path(), 5, 30, "openvino" if serves_openvino(get_settings()) else "torch"
+    module = importlib.import_module(SUITES[chosen.suite][0])
+    prog = "python -m benchmarks.run"
+    if chosen.suite == "speed":  # the default suite's --help lists every suite
+        return int(module.main(rest, prog, f"{__doc__}\n{suites_help()}"))
+    return int(module.main(rest, f"{prog} --suite {chosen.suite}"))
 
 
 if __name__ == "__main__":

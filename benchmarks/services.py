@@ -8,20 +8,23 @@ import random
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness.database import throwaway_database, url_of
+from harness.procs import ROOT
+from harness.redis_server import emptied_db
+
 PG_ADMIN_URL = os.environ.get(
     "CRACKQ_BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_DB = int(os.environ.get("CRACKQ_BENCH_REDIS_DB", "13"))
 BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 DB_NAME = f"crackq_bench_{os.getpid()}"
-DB_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
+DB_URL = url_of(PG_ADMIN_URL, DB_NAME)
 DATA_DIR = Path(os.environ.get("CRACKQ_BENCH_DATA", ROOT.parent / "shared" / "data" / "ozgenel"))
 
 log = logging.getLogger(__name__)
@@ -43,43 +46,9 @@ def point_settings_here() -> None:
         os.environ.pop(name, None)
 
 
-@contextmanager
-def bench_database() -> Iterator[str]:
-    """CREATE the bench database, migrate it to head, DROP it on the way out."""
-    from sqlalchemy import create_engine, text
-
-    from worker.migrate import upgrade
-
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    log.info("created database %s", DB_NAME)
-    try:
-        upgrade(DB_URL)
-        yield DB_URL
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
-                {"d": DB_NAME},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}"'))
-        admin.dispose()
-        log.info("dropped database %s", DB_NAME)
-
-
-@contextmanager
-def bench_redis() -> Iterator[None]:
-    """The private Redis db, emptied before and after."""
-    import redis
-
-    client = redis.Redis.from_url(BROKER_URL)
-    client.flushdb()
-    try:
-        yield
-    finally:
-        client.flushdb()
-        client.close()
+def bench_database() -> AbstractContextManager[str]:
+    """The bench database, migrated to head, dropped on the way out."""
+    return throwaway_database(PG_ADMIN_URL, DB_NAME)
 
 
 @dataclass(frozen=True)
@@ -126,7 +95,7 @@ def bench_services(synthetic_count: int) -> Iterator[tuple[Photos, Engine]]:
     """Photos, the bench database (with an engine on it) and the private Redis db, for one run."""
     from db.session import make_engine
 
-    with photos(synthetic_count) as found, bench_database() as url, bench_redis():
+    with photos(synthetic_count) as found, bench_database() as url, emptied_db(BROKER_URL):
         engine = make_engine(url)
         try:
             yield found, engine

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.shutdown_stress [--cycles N] [--photos N]`: SIGTERM INT8 workers, count crashes.
+"""The shutdown suite: SIGTERM workers serving a hot-switched INT8 model, count crashes.
 
 Each cycle starts a real `crackq worker -Q inference` on the untrained model, promotes the
 INT8 benchmark checkpoint so the model-poll thread hot-switches to it (cpu-openvino-int8),
@@ -19,117 +19,63 @@ import os
 import random
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from harness.faults.rig import Rig, fresh_broker, producer_app
+from harness.procs import READY, Proc, wait_until, worker
+from harness.rows import final_rows
+from harness.shutdown import (
+    POLL_S,
+    SEGV,
+    SWITCHED_INT8,
+    crash_stacks,
+    leftovers,
+    set_promoted,
+    terminate,
+    worker_env,
+)
 
-from benchmarks.fault_rig import QUEUE, UNACKED, Rig, final_rows, fresh_broker, producer_app
-from benchmarks.redis_server import wait_until
-from tests.procs import READY, Proc, worker
-
-log = logging.getLogger("benchmarks.shutdown_stress")
+log = logging.getLogger(__name__)
 WHEN = ("during", "after", "loading")
 REDIS_DB = int(os.environ.get("CRACKQ_STRESS_REDIS_DB", "14"))
 BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
-CRASH_MARKERS = ("Fatal Python error", "Segmentation fault")
-SWITCHED_INT8 = r"switched model \S+ -> \S+ \(cpu-openvino-int8\)"
-SEGV = (-signal.SIGSEGV, 128 + signal.SIGSEGV)
-POLL_S = 0.5
 
 
-def crash_stacks(log_text: str, limit: int = 12_000) -> str | None:
-    """The faulthandler report in a worker's log (every thread's Python stack), if any."""
-    at = min((i for i in (log_text.find(m) for m in CRASH_MARKERS) if i >= 0), default=-1)
-    return None if at < 0 else log_text[at : at + limit]
-
-
-def broker_ids(client: Any) -> tuple[list[str], list[str]]:
-    """Task ids (= request ids) of the messages in the queue, and of those delivered unacked."""
-
-    def task_id(payload: Any) -> str:
-        return str(payload.get("headers", {}).get("id") or payload.get("properties", {}))
-
-    queued = [task_id(json.loads(raw)) for raw in client.lrange(QUEUE, 0, -1)]
-    unacked = [task_id(json.loads(raw)[0]) for raw in client.hvals(UNACKED)]
-    return queued, unacked
-
-
-def queued_ids(engine: Engine, ids: list[str]) -> set[str]:
-    with engine.connect() as conn:
-        found = conn.execute(
-            text("SELECT request_id FROM results WHERE status = 'queued' AND request_id = ANY(:i)"),
-            {"i": ids},
-        )
-        return {r[0] for r in found}
-
-
-def leftovers(rig: Rig, client: Any, ids: list[str]) -> dict[str, Any]:
-    """What a stopped worker left: every id without a final row must be back in the queue."""
-    queued, unacked = broker_ids(client)
-    waiting = queued_ids(rig.engine, ids)
-    return {
-        "final_rows": final_rows(rig.engine, ids),
-        "rows_queued": len(waiting),
-        "in_queue": len(queued),
-        "unacked": len(unacked),
-        # a queued row whose message is neither in the queue nor anywhere a restart finds
-        "stranded": len(waiting - set(queued)),
-        # messages back in the queue although their row is stored (harmless: a no-op later)
-        "requeued_finished": len(set(queued) & set(ids) - waiting),
-    }
-
-
-def set_promoted(engine: Engine, version: str | None, checkpoint: Path | None = None) -> None:
-    """Promote `version` (registered on `checkpoint` first), or retire every promoted one."""
-    from db import registry
+def switch_and_send(
+    w: Proc, rig: Rig, when: str, name: str, ids: list[str], checkpoint: Path, rng: random.Random
+) -> bool:
+    """Promote the INT8 model, send the photos, wait for the moment `when`; whether it switched."""
     from db.session import make_sessionmaker
-    from models.checkpoints import sha256_file
+    from worker.enqueue import submit
 
-    with make_sessionmaker(engine)() as s, s.begin():
-        if version is None:
-            s.execute(
-                text("UPDATE model_versions SET status = 'retired' WHERE status = 'promoted'")
-            )
-            return
-        assert checkpoint is not None
-        registry.register(
-            s,
-            version=version,
-            checkpoint_uri=str(checkpoint),
-            sha256=sha256_file(checkpoint),
-            architecture="resnet50",
-        )
-        registry.promote(s, version)
+    app = producer_app(rig.broker_url, 30)
+    n = len(ids)
 
+    def send() -> None:
+        submit(app, make_sessionmaker(rig.engine), rig.refs(n), request_ids=ids, batch_id=name)
 
-def worker_env(rig: Rig, batch_size: int) -> dict[str, str]:
-    return {
-        "CRACKQ_ALLOWED_ROOTS": str(rig.root),
-        "CRACKQ_BROKER_URL": rig.broker_url,
-        "CRACKQ_BATCH_SIZE": str(batch_size),
-        "CRACKQ_MODEL_POLL_S": str(POLL_S),
-        "CRACKQ_VISIBILITY_TIMEOUT_S": "30",
-        "CRACKQ_INT8": "auto",
-    }
-
-
-def terminate(w: Proc, timeout_s: float) -> tuple[int | None, float, bool]:
-    """SIGTERM the worker's pid (as systemd or docker would); (exit code, seconds, hung)."""
-    assert w.proc is not None
-    t0 = time.monotonic()
-    os.kill(w.proc.pid, signal.SIGTERM)
     try:
-        rc: int | None = w.proc.wait(timeout_s)
-        return rc, time.monotonic() - t0, False
-    except subprocess.TimeoutExpired:
-        w.kill()
-        return w.proc.returncode, time.monotonic() - t0, True
+        if when == "loading":  # photos in the old model, the new one compiling in the poll thread
+            send()
+            wait_until(lambda: final_rows(rig.engine, ids) > 0, 120, step=0.05)
+        set_promoted(rig.engine, f"{name}-b", checkpoint)
+        if when == "loading":
+            time.sleep(rng.uniform(POLL_S, POLL_S + 2.0))
+            return bool(re.search(SWITCHED_INT8, w.log()))
+        w.wait_for_log(SWITCHED_INT8, 120)
+        send()
+        if when == "during":
+            target = int(n * rng.uniform(0.1, 0.7))
+            wait_until(lambda: final_rows(rig.engine, ids) >= target, 120, step=0.05)
+        else:
+            wait_until(lambda: final_rows(rig.engine, ids) == n, 300, step=0.1)
+            time.sleep(rng.uniform(0.0, 1.0))
+        return True
+    finally:
+        app.close()
 
 
 def cycle(
@@ -144,11 +90,7 @@ def cycle(
     exit_timeout_s: float = 60,
 ) -> dict[str, Any]:
     """One worker: start, hot-switch to INT8, `n` photos, SIGTERM at `when`; what it left."""
-    from db.session import make_sessionmaker
-    from worker.enqueue import submit
-
     client = fresh_broker(rig.broker_url)
-    app = producer_app(rig.broker_url, 30)
     name = f"stress-{os.getpid()}-{index}"
     ids = [f"{name}-{i}" for i in range(n)]
     set_promoted(rig.engine, f"{name}-a" if start == "int8" else None, checkpoint)
@@ -157,28 +99,11 @@ def cycle(
         assert w.proc is not None
         w.wait_for_log(READY, 300)
         ready_s = time.monotonic() - started
-        if when == "loading":  # photos in the old model, the new one compiling in the poll thread
-            submit(app, make_sessionmaker(rig.engine), rig.refs(n), request_ids=ids, batch_id=name)
-            wait_until(lambda: final_rows(rig.engine, ids) > 0, 120, step=0.05)
-        set_promoted(rig.engine, f"{name}-b", checkpoint)
-        if when == "loading":
-            time.sleep(rng.uniform(POLL_S, POLL_S + 2.0))
-            switched = bool(re.search(SWITCHED_INT8, w.log()))
-        else:
-            w.wait_for_log(SWITCHED_INT8, 120)
-            switched = True
-            submit(app, make_sessionmaker(rig.engine), rig.refs(n), request_ids=ids, batch_id=name)
-            if when == "during":
-                target = int(n * rng.uniform(0.1, 0.7))
-                wait_until(lambda: final_rows(rig.engine, ids) >= target, 120, step=0.05)
-            else:
-                wait_until(lambda: final_rows(rig.engine, ids) == n, 300, step=0.1)
-                time.sleep(rng.uniform(0.0, 1.0))
+        switched = switch_and_send(w, rig, when, name, ids, checkpoint, rng)
         at_term = final_rows(rig.engine, ids)
         threads = len(os.listdir(f"/proc/{w.proc.pid}/task"))
         rc, exit_s, hung = terminate(w, exit_timeout_s)
         log_text = w.log()
-    app.close()
     stacks = crash_stacks(log_text)
     left = leftovers(rig, client, ids)
     client.close()
@@ -232,10 +157,8 @@ def summary(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     }
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.shutdown_stress", description=__doc__
-    )
+def parse_args(argv: list[str], prog: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--cycles", type=int, default=50, help="workers to start (default 50)")
     parser.add_argument("--photos", type=int, default=200, help="photos per cycle (default 200)")
     parser.add_argument("--when", default=",".join(WHEN), help="SIGTERM moments, in rotation")
@@ -251,12 +174,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
-    )
-    from benchmarks import int8_model, services
+def main(argv: list[str], prog: str) -> int:
+    """The shutdown suite: `--cycles` workers SIGTERMed; a JSON line each, then a summary."""
+    args = parse_args(argv, prog)
+    from benchmarks import services
+    from harness import int8_model
 
     services.point_settings_here()  # before anything reads crackq's settings
     os.environ["CRACKQ_BROKER_URL"] = BROKER_URL
@@ -302,7 +224,3 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

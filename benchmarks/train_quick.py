@@ -2,32 +2,32 @@
 
 Trains on up to 2,000 ozgenel photos and validates on ~1,000 from other file-number
 ranges (grouped_split holds out whole 200-number blocks per class), one epoch by default.
-Run: .venv/bin/python -m benchmarks.train_quick [--data DIR] [--epochs 1] ...
+Run: .venv/bin/python -m benchmarks.run --suite train [--data DIR] [--epochs 1] ...
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import random
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from harness.procs import ROOT
 from models.datasets import class_counts, from_manifest, grouped_split
+from models.progress import TrainingCancelled
 from models.recipe import Recipe
-from models.training import TrainingCancelled, fine_tune
+from models.training import fine_tune
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = os.environ.get("CRACKQ_TEST_DATA", str(ROOT.parent / "shared" / "data" / "ozgenel"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str], prog: str) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__)
     ap.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--val", type=int, default=1000)
@@ -39,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=570.0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "train_quick")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    return ap.parse_args(argv)
 
+
+def main(argv: list[str], prog: str) -> int:
+    """The train suite: one quick fine-tuning run; one JSON line."""
+    args = parse_args(argv, prog)
     samples = from_manifest(args.data / "manifest.csv")
     parts = grouped_split(samples, val_fraction=0.2, seed=0)
     val = random.Random(1).sample(parts.val, min(args.val, len(parts.val)))
@@ -68,9 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         line["wall_s"] = round(time.perf_counter() - started, 1)
         print(json.dumps(line))
         return 1
+    line.update(status="ok", **figures(result))
+    print(json.dumps(line))
+    return 0
+
+
+def figures(result: Any) -> dict[str, Any]:
+    """What a finished run measured, rounded for one JSON line."""
     m = result.metrics
-    line.update(
-        status="ok",
+    return dict(
         numerics=result.numerics,
         init=result.init,
         train_images=result.train_images,
@@ -89,9 +98,3 @@ def main(argv: list[str] | None = None) -> int:
         chart=str(result.chart_path),
         grid=str(result.grid_path),
     )
-    print(json.dumps(line))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,17 +11,17 @@ from typing import Any
 from sqlalchemy import Engine
 
 from benchmarks.cpu import CpuMeter
-from benchmarks.rows import (
+from benchmarks.services import Photos
+from benchmarks.stats import (
     batch_stats,
     latency_parts,
     latency_percentiles,
     message_rows,
     rss_mb,
     utcnow,
-    wait_rows,
 )
-from benchmarks.services import Photos
-from tests.procs import READY, worker
+from harness.procs import READY, worker
+from harness.rows import wait_rows
 
 log = logging.getLogger(__name__)
 
@@ -81,26 +81,39 @@ def run(
             seen += result["images"]
             readings.append({"images": seen, **rss_mb(w.proc.pid)})
         if "rss" in want:
-            more, timed_out = max(0, rss_target - seen), False
-            if more:
-                send(app, message_rows("bench-rss", photos.cycle(seen, more)))
-                log.info("rss: %d more messages queued (target %d images)", more, rss_target)
-                extra = wait_rows(engine, "bench-rss", more, timeout_s=120 + more / 2)
-                seen, timed_out = seen + extra.done, extra.timed_out
-                readings.append({"images": seen, **rss_mb(w.proc.pid)})
-            out.append(
-                {
-                    "bench": "rss",
-                    "readings": readings,
-                    "target_images": rss_target,
-                    "growth_mb": round(readings[-1]["rss_mb"] - readings[0]["rss_mb"], 1),
-                    "full_run": rss_target >= 20_000,
-                    "note": "default stops at 6,000 images; --with-rss or --only rss "
-                    "runs to 20,000 (photos cycled, distinct request ids)",
-                    "timed_out": timed_out,
-                }
-            )
+            out.append(rss(engine, photos, w.proc.pid, seen, rss_target, readings))
     return out
+
+
+def rss(
+    engine: Engine,
+    photos: Photos,
+    pid: int,
+    seen: int,
+    target: int,
+    readings: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """More photos through the same worker until it has seen `target`; its RSS readings."""
+    from worker.app import app
+    from worker.enqueue import send
+
+    more, timed_out = max(0, target - seen), False
+    if more:
+        send(app, message_rows("bench-rss", photos.cycle(seen, more)))
+        log.info("rss: %d more messages queued (target %d images)", more, target)
+        extra = wait_rows(engine, "bench-rss", more, timeout_s=120 + more / 2)
+        seen, timed_out = seen + extra.done, extra.timed_out
+        readings.append({"images": seen, **rss_mb(pid)})
+    return {
+        "bench": "rss",
+        "readings": readings,
+        "target_images": target,
+        "growth_mb": round(readings[-1]["rss_mb"] - readings[0]["rss_mb"], 1),
+        "full_run": target >= 20_000,
+        "note": "default stops at 6,000 images; --with-rss or --only rss "
+        "runs to 20,000 (photos cycled, distinct request ids)",
+        "timed_out": timed_out,
+    }
 
 
 def trickle(

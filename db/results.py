@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -36,14 +36,18 @@ OUTCOME_COLUMNS = (
 
 QUEUED_COLUMNS = ("request_id", "image_ref", "batch_id", "submitted_at")
 WRITE_COLUMNS = ("request_id", *OUTCOME_COLUMNS)
+# Rows per COPY and ids per IN list: one statement's memory stays bounded however many
+# references a caller hands over (a folder of photos, a bulk message).
+CHUNK = 5000
 
 
 def insert_queued(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
     """Insert `queued` rows, skipping request ids that exist; returns the ids inserted."""
-    if not rows:
-        return set()
-    stage = copy_into_stage(session, "results", QUEUED_COLUMNS, rows)
-    return set(session.scalars(text(_insert_queued_sql(stage))))
+    inserted: set[str] = set()
+    for chunk in chunks(rows):
+        stage = copy_into_stage(session, "results", QUEUED_COLUMNS, chunk)
+        inserted.update(session.scalars(text(_insert_queued_sql(stage))))
+    return inserted
 
 
 def write_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> int:
@@ -87,18 +91,17 @@ def _upsert_sql(stage: str) -> str:
 
 def finished_ids(session: Session, request_ids: Iterable[str]) -> set[str]:
     """The ids among `request_ids` that already have a final outcome."""
-    ids = list(set(request_ids))
-    if not ids:
-        return set()
-    stmt = select(Result.request_id).where(Result.request_id.in_(ids), Result.status != "queued")
-    return set(session.scalars(stmt))
+    done: set[str] = set()
+    for chunk in chunks(list(set(request_ids))):
+        finished = Result.request_id.in_(chunk), Result.status != "queued"
+        done.update(session.scalars(select(Result.request_id).where(*finished)))
+    return done
 
 
 def status_counts(session: Session, request_ids: Sequence[str]) -> dict[str, int]:
     """How many of `request_ids` are in each status."""
     counts: dict[str, int] = {}
-    for chunk_start in range(0, len(request_ids), 10_000):
-        chunk = request_ids[chunk_start : chunk_start + 10_000]
+    for chunk in chunks(request_ids):
         stmt = (
             select(Result.status, func.count())
             .where(Result.request_id.in_(chunk))
@@ -176,3 +179,9 @@ def query_results(
     if limit is not None:
         stmt = stmt.limit(limit)
     return list(session.scalars(stmt))
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    """`items` in consecutive slices of at most `size` (the one place statements are split)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.classifier import ARCHITECTURE, CLASSES, build_model
+from models.network import ARCHITECTURE, CLASSES, build_model
 
 FORMAT = "crackq-checkpoint/1"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -40,12 +40,11 @@ def save_checkpoint(path: Path, model: nn.Module, **metadata: Any) -> str:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "architecture": ARCHITECTURE,
         "classes": list(CLASSES),
-        "state_dict": state,
+        "state_dict": cpu_state_dict(model),
         **metadata,
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -61,6 +60,11 @@ def save_checkpoint(path: Path, model: nn.Module, **metadata: Any) -> str:
     digest = sha256_file(path)
     _write_atomic(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
     return digest
+
+
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights as contiguous CPU copies, whatever its device and memory format."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
 def _write_atomic(path: Path, text: str) -> None:

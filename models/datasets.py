@@ -1,4 +1,4 @@
-"""Labelled image samples: folder and manifest sources, grouped splits, a skip-bad Dataset."""
+"""Labelled image samples: folder and manifest sources, grouped and explicit train/val splits."""
 
 from __future__ import annotations
 
@@ -7,36 +7,19 @@ import logging
 import random
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-import torch
-from PIL import Image, ImageOps
-from torch.utils.data import Dataset
-
-from models.classifier import CLASSES
-from models.transforms import INPUT_SIZE, EvalPreset
+from models.formats import IMAGE_SUFFIXES
+from models.network import CLASSES
 
 log = logging.getLogger(__name__)
 
 Sample = tuple[str, int]  # (path, label); label 1 = crack, index into CLASSES
-# (ref, size) -> upright RGB image; raises on anything unreadable. Must pickle (a
-# module-level function, functools.partial or frozen dataclass): DataLoader workers
-# receive it, by fork or by spawn.
-Loader = Callable[[str, int], Image.Image]
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 FOLDER_LABELS = {"positive": 1, "crack": 1, "negative": 0, "no_crack": 0}
 MANIFEST_LABELS = {"crack": 1, "positive": 1, "1": 1, "no_crack": 0, "negative": 0, "0": 0}
 GROUP_SIZE = 200  # ozgenel: neighbouring crack patch numbers come from one photo
-# load_rgb's own limits. Photo formats only: every other Pillow plugin is attack surface.
-Image.init()  # registers every plugin, so the check below sees them all
-PHOTO_FORMATS = tuple(
-    f for f in ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF") if f in Image.OPEN
-)
-MAX_PIXELS = 50_000_000
 
 
 class DatasetError(ValueError):
@@ -195,108 +178,3 @@ def class_counts(samples: Iterable[Sample]) -> dict[str, int]:
     for _, label in samples:
         counts[CLASSES[label]] += 1
     return counts
-
-
-@dataclass(frozen=True)
-class BadImage:
-    """Marker an ImageDataset returns instead of a sample it could not decode."""
-
-    index: int
-    path: str
-    reason: str
-
-
-class Batch(NamedTuple):
-    images: torch.Tensor  # uint8 (N, H, W, 3); normalise on the device
-    labels: torch.Tensor  # int64 (N,)
-    indices: torch.Tensor  # int64 (N,) positions in the dataset's sample list
-    bad: list[BadImage]  # samples dropped from this batch
-
-
-def load_rgb(path: str, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode a local image file upright (EXIF orientation applied) as RGB.
-
-    The default Loader, for plain use: photo formats only, at most `max_pixels`, checked
-    from the header before any pixel is decoded (Pillow's own bomb limit may be off in a
-    worker process). Workers train through their own reader and decoder instead.
-    """
-    with Image.open(path, formats=PHOTO_FORMATS) as img:
-        width, height = img.size
-        if width * height > max_pixels:
-            raise ValueError(f"{width}x{height} is over {max_pixels} pixels")
-        # JPEG DCT scaling: decode big photos at >= size instead of full resolution.
-        img.draft("RGB", (size, size))
-        return ImageOps.exif_transpose(img).convert("RGB")
-
-
-class TrainPreset:
-    """EvalPreset resize/crop, then random flips, 90-degree turns and mild colour jitter.
-
-    Randomness comes from torch's RNG, which DataLoader seeds per worker from the
-    loader's generator, so runs repeat under a fixed seed.
-    """
-
-    def __init__(self, size: int = INPUT_SIZE, jitter: float = 0.1) -> None:
-        self.size = size
-        self.jitter = jitter
-        self._resize = EvalPreset(size)
-
-    def __call__(self, img: Image.Image) -> np.ndarray:
-        x = self._resize(img)
-        flip_h, flip_v, turns = torch.randint(0, 4, (3,)).tolist()
-        if flip_h % 2:
-            x = x[:, ::-1]
-        if flip_v % 2:
-            x = x[::-1]
-        x = np.rot90(x, turns)
-        if self.jitter:
-            brightness, contrast = (1.0 + self.jitter * (2 * torch.rand(2) - 1)).tolist()
-            mean = float(x.mean())
-            x = (x.astype(np.float32) - mean) * contrast + mean * brightness
-            x = np.clip(x, 0, 255, out=x).astype(np.uint8)
-        return np.ascontiguousarray(x)
-
-
-class ImageDataset(Dataset):
-    """(path, label) samples -> (uint8 HWC array, label, index), or a BadImage marker.
-
-    `load` reads and decodes one reference; what it refuses is a bad image like any other.
-    A file that cannot be decoded does not stop training: the marker travels to
-    collate_skip_bad, which drops it and lists it in Batch.bad, so the training loop can
-    count skipped images even when decoding runs in worker processes.
-    """
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        transform: Callable[[Image.Image], np.ndarray],
-        load: Loader = load_rgb,
-    ) -> None:
-        self.samples = list(samples)
-        self.transform = transform
-        self.load = load
-        self.size = getattr(transform, "size", INPUT_SIZE)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int] | BadImage:
-        path, label = self.samples[index]
-        try:
-            return self.transform(self.load(path, self.size)), label, index
-        except Exception as exc:  # PIL raises many types for corrupt or truncated files
-            log.warning("skipping unreadable image %s: %s", path, exc)
-            return BadImage(index, path, f"{type(exc).__name__}: {exc}")
-
-
-def collate_skip_bad(items: list[tuple[np.ndarray, int, int] | BadImage]) -> Batch:
-    """Stack good samples into a Batch; BadImage markers go to Batch.bad."""
-    good = [it for it in items if not isinstance(it, BadImage)]
-    bad = [it for it in items if isinstance(it, BadImage)]
-    if good:
-        images = torch.from_numpy(np.stack([g[0] for g in good]))
-    else:
-        images = torch.empty((0, 0, 0, 3), dtype=torch.uint8)
-    labels = torch.tensor([g[1] for g in good], dtype=torch.int64)
-    indices = torch.tensor([g[2] for g in good], dtype=torch.int64)
-    return Batch(images, labels, indices, bad)

@@ -1,4 +1,4 @@
-"""Validation: crack probabilities for a loader, and metrics computed with numpy alone."""
+"""Validation: crack probabilities for a loader, and the metrics scikit-learn computes."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_auc_score
 from torch import nn
 
-from models.classifier import CRACK_INDEX, Numerics
-from models.datasets import BadImage, Batch
+from models.imagedata import BadImage, Batch
+from models.network import CRACK_INDEX
+from models.numerics import Numerics
 from models.transforms import normalise
 
 EPS = 1e-7  # clip probabilities so one confident mistake gives a large, finite loss
@@ -72,38 +74,21 @@ def evaluate(model: nn.Module, loader: Iterable[Batch], numerics: Numerics) -> E
 
 
 def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
-    """Area under the ROC curve via the Mann-Whitney U statistic; ties count one half.
-
-    None when only one class is present (the AUC is undefined).
-    """
+    """Area under the ROC curve, ties counting one half; None when one class is absent."""
     y = np.asarray(y_true).astype(bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if not n_pos or not n_neg:
-        return None
-    ranks = _average_ranks(np.asarray(score, dtype=np.float64))
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2
-    return float(u / (n_pos * n_neg))
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    # Tied values share the mean of the 1-based ranks their run occupies.
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_x)) + 1]
-    ends = np.r_[starts[1:], len(x)]
-    mean_rank = (starts + ends + 1) / 2.0
-    ranks = np.empty(len(x))
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks
+    if y.all() or not y.any():
+        return None  # undefined; scikit-learn would raise
+    return float(roc_auc_score(y, np.asarray(score, dtype=np.float64)))
 
 
 def confusion(y_true: np.ndarray, p_crack: np.ndarray, threshold: float) -> list[list[int]]:
     """[[tn, fp], [fn, tp]] with crack predicted when p_crack >= threshold."""
     y = np.asarray(y_true).astype(bool)
     pred = np.asarray(p_crack) >= threshold
-    tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
-    fn, tn = int((~pred & y).sum()), int((~pred & ~y).sum())
-    return [[tn, fp], [fn, tp]]
+    if not len(y):
+        return [[0, 0], [0, 0]]  # every image failed to decode; scikit-learn refuses empty input
+    # Both labels named, so a set with one class still gives the full 2x2 matrix.
+    return confusion_matrix(y, pred, labels=[False, True]).tolist()
 
 
 def rates(y_true: np.ndarray, p_crack: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -132,14 +117,14 @@ def best_f1_threshold(y_true: np.ndarray, p_crack: np.ndarray) -> float:
     p = np.asarray(p_crack, dtype=np.float64)
     if not y.any() or y.all():
         return 0.5
-    values = np.unique(p)[::-1]  # descending; predict crack for p >= values[k]
-    cuts = np.r_[(values[:-1] + values[1:]) / 2, values[-1] / 2]
-    order = np.argsort(-p, kind="mergesort")
-    tp_cum, fp_cum = np.cumsum(y[order]), np.cumsum(~y[order])
-    # Count of scores >= each distinct value, to read the cumulative sums at run ends.
-    upto = np.searchsorted(-p[order], -values, side="right")
-    tp, fp = tp_cum[upto - 1], fp_cum[upto - 1]
-    f1 = 2 * tp / (tp + fp + y.sum())
+    precision, recall, scores = precision_recall_curve(y, p)
+    # Descending scores, so equally good cuts equally far from 0.5 resolve to the higher one.
+    precision, recall, scores = precision[-2::-1], recall[-2::-1], scores[::-1]
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+    values = np.unique(p)
+    below = np.r_[0.0, values][np.searchsorted(values, scores)]  # next lower score, or 0
+    cuts = (scores + below) / 2
     best = np.flatnonzero(np.isclose(f1, f1.max()))
     return float(cuts[best[np.argmin(np.abs(cuts[best] - 0.5))]])
 

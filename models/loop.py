@@ -1,10 +1,11 @@
-"""The training loop's parts: data loaders, LR schedule, one epoch over the batches."""
+"""The training loop's parts: a run's data loaders, LR schedule, one epoch, precise BN."""
 
 from __future__ import annotations
 
 import logging
 import math
 import multiprocessing
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -14,10 +15,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from models.classifier import Numerics
-from models.datasets import Batch, ImageDataset, Loader, Sample, collate_skip_bad, load_rgb
+from models.datasets import Sample
 from models.evaluation import autocast, to_input
+from models.imagedata import Batch, ImageDataset, Loader, collate_skip_bad, load_rgb
+from models.numerics import Numerics
 from models.recipe import Recipe
+from models.transforms import EvalPreset, TrainPreset
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader over ImageDataset that drops unreadable images (see collate_skip_bad).
 
-    `load` reads each sample (see models.datasets.Loader). Inside a daemonic process
+    `load` reads each sample (see models.imagedata.Loader). Inside a daemonic process
     (e.g. a prefork pool child) worker processes are not allowed, so decoding then
     happens in this process.
     """
@@ -63,6 +66,38 @@ def make_loader(
         collate_fn=collate_skip_bad,
         generator=torch.Generator().manual_seed(recipe.seed + (0 if train else 1)),
     )
+
+
+@dataclass
+class Loaders:
+    """A run's DataLoaders: training, validation, and precise-BN (None when turned off)."""
+
+    train: DataLoader
+    val: DataLoader
+    bn: DataLoader | None
+
+    def close(self) -> None:
+        for loader in (self.train, self.val, self.bn):
+            if loader is not None:
+                shutdown_workers(loader)
+
+
+def run_loaders(
+    train: list[Sample], val: list[Sample], recipe: Recipe, pin: bool, load: Loader
+) -> Loaders:
+    """Augmented training batches, validation batches twice as large, and precise-BN batches.
+
+    Precise BN sees a seeded sample of training images with the validation transform.
+    """
+    size, batch = recipe.image_size, recipe.batch_size
+    train_loader = make_loader(train, TrainPreset(size), batch, True, recipe, pin, load)
+    val_loader = make_loader(val, EvalPreset(size), 2 * batch, False, recipe, pin, load)
+    bn_loader = None
+    if recipe.precise_bn_images:
+        count = min(recipe.precise_bn_images, len(train))
+        chosen = random.Random(recipe.seed + 2).sample(train, count)
+        bn_loader = make_loader(chosen, EvalPreset(size), batch, False, recipe, pin, load)
+    return Loaders(train_loader, val_loader, bn_loader)
 
 
 def train_one_epoch(

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.classifier import Classifier, Numerics
+from models.numerics import Numerics
+from models.serving import Classifier
 from models.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from models.classifier import CLASSES
-from models.datasets import Sample, load_rgb
+from models.datasets import Sample
+from models.imagedata import load_rgb
+from models.network import CLASSES
 
 THUMB = 128
 

@@ -8,6 +8,7 @@ must (`Parity`): checked per model version, on that version's own validation pho
 
 The graph travels inside the checkpoint (`INT8_KEY`), so the checkpoint's sha256 covers it
 and a worker needs only `openvino` to serve it; NNCF is needed only where models are made.
+A fine-tuning run does this work in a child process (worker.int8_job).
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
-import json
 import logging
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.classifier import CRACK_INDEX, Classifier, resolve_numerics
-from models.datasets import Sample, load_rgb
+from models.datasets import Sample
+from models.imagedata import load_rgb
+from models.network import CRACK_INDEX
+from models.numerics import resolve_numerics
+from models.serving import Classifier
 from models.transforms import EvalPreset, stack
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,13 @@ class Parity:
         return {**asdict(self), "passed": self.passed}
 
 
-def compare(p_fp32: np.ndarray, p: np.ndarray) -> Parity:
-    """Parity of crack probabilities `p` with `p_fp32` (labels at p >= 0.5, as predict gives)."""
+def compare(p_fp32: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> Parity:
+    """Parity of crack probabilities `p` with `p_fp32`, labels at the model's `threshold`."""
     if p_fp32.shape != p.shape or not len(p):
         raise ValueError(
             f"need two equal, non-empty sets of probabilities: {p_fp32.shape}, {p.shape}"
         )
-    agreement = float(np.mean((p_fp32 >= 0.5) == (p >= 0.5)))
+    agreement = float(np.mean((p_fp32 >= threshold) == (p >= threshold)))
     return Parity(len(p), round(agreement, 4), round(float(np.mean(np.abs(p_fp32 - p))), 5))
 
 
@@ -142,7 +143,7 @@ def build_int8(
     )
     numerics = resolve_numerics("cpu", "auto", True)
     int8 = OpenVINOClassifier(model, numerics, "int8-check", size, threshold, int8=graph)
-    parity = compare(p_crack(fp32, check), p_crack(int8, check))
+    parity = compare(p_crack(fp32, check), p_crack(int8, check), threshold)
     log.info(
         "INT8 graph %s parity on %d photos: agreement %.4f, mean |dp| %.5f (%.0f s)",
         "passed" if parity.passed else "FAILED",
@@ -154,81 +155,47 @@ def build_int8(
     return ({**graph, "parity": parity.to_dict()} if parity.passed else None), parity
 
 
-def int8_for_checkpoint(
-    checkpoint: Path,
-    sha256: str,
-    train: Sequence[Sample],
-    val: Sequence[Sample],
-    check_photos: int = 500,
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """The INT8 entry for a freshly saved checkpoint, and a report for its run.
+def why_no_int8(val_photos: int) -> dict[str, Any] | None:
+    """The run's report when no graph can be made, or None when quantising is worth trying.
 
-    Calibrates on up to CALIBRATION_PHOTOS training photos and checks on up to
-    `check_photos` validation photos, both drawn with a fixed seed. The entry is None when
-    NNCF or OpenVINO is missing, when there are too few validation photos, when the graph
-    fails the check, or when quantising failed; the report says which.
-
-    The work runs in a child process without the preloaded allocator: OpenVINO's CPU
-    plugin aborts under tcmalloc, which training workers preload, and a native crash
-    there must not take the training run down with it.
+    No graph without NNCF and OpenVINO, or with fewer validation photos than the check needs.
     """
     from models.openvino_backend import openvino_installed
 
     if not (openvino_installed() and nncf_installed()):
-        return None, {"skipped": "needs openvino and nncf: pip install 'crackq[openvino]'"}
-    if len(val) < MIN_CHECK_PHOTOS:
-        return None, _too_few(len(val))
+        return {"skipped": "needs openvino and nncf: pip install 'crackq[openvino]'"}
+    if val_photos < MIN_CHECK_PHOTOS:
+        return _too_few(val_photos)
+    return None
+
+
+def draw_photos(
+    train: Sequence[Sample], val: Sequence[Sample], check_photos: int = 500
+) -> tuple[list[str], list[str]]:
+    """Up to CALIBRATION_PHOTOS training and `check_photos` validation paths, fixed seed."""
     rng = random.Random(0)
-    job = {
-        "checkpoint": str(checkpoint),
-        "sha256": sha256,
-        "calibration": [
-            path for path, _ in rng.sample(list(train), min(len(train), CALIBRATION_PHOTOS))
-        ],
-        "check": [path for path, _ in rng.sample(list(val), min(len(val), check_photos))],
-    }
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    with tempfile.TemporaryDirectory(prefix="crackq-int8-") as tmp:
-        (Path(tmp) / "job.json").write_text(json.dumps(job))
-        argv = [sys.executable, "-m", "models.quantize", tmp]
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=3600)
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            log.error(
-                "INT8 quantisation failed (exit %d): %s", proc.returncode, proc.stderr[-3000:]
-            )
-            return None, {"skipped": f"quantisation failed (exit {proc.returncode}): {last}"}
-        result = torch.load(Path(tmp) / "int8.pt", weights_only=True)
-    return result["entry"], result["report"]
+    calibration = rng.sample(list(train), min(len(train), CALIBRATION_PHOTOS))
+    check = rng.sample(list(val), min(len(val), check_photos))
+    return [path for path, _ in calibration], [path for path, _ in check]
+
+
+def int8_entry(
+    model: nn.Module, calibration: Sequence[str], check: Sequence[str], size: int, threshold: float
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The checkpoint entry (None unless the graph passes) and the run's report.
+
+    Photos that cannot be read are left out; fewer than MIN_CHECK_PHOTOS readable check
+    photos give no graph.
+    """
+    check_pixels = pixels_of([(path, 0) for path in check], size)
+    if len(check_pixels) < MIN_CHECK_PHOTOS:
+        return None, _too_few(len(check_pixels))
+    calibration_pixels = pixels_of([(path, 0) for path in calibration], size)
+    entry, parity = build_int8(model.eval(), calibration_pixels, check_pixels, size, threshold)
+    return entry, {**parity.to_dict(), "calibration_photos": len(calibration_pixels)}
 
 
 def _too_few(photos: int) -> dict[str, Any]:
     reason = f"{photos} validation photos; the check needs at least {MIN_CHECK_PHOTOS}"
     log.info("no INT8 graph: %s", reason)
     return {"skipped": reason}
-
-
-def _run_job(folder: Path) -> None:
-    """The child's side of int8_for_checkpoint: job.json in `folder`, int8.pt out."""
-    from models.checkpoints import (
-        input_size_and_threshold,
-        load_checkpoint,
-        model_from_checkpoint,
-    )
-
-    job = json.loads((folder / "job.json").read_text())
-    payload = load_checkpoint(Path(job["checkpoint"]), job["sha256"])
-    size, threshold = input_size_and_threshold(payload)
-    check = pixels_of([(path, 0) for path in job["check"]], size)
-    entry, report = None, _too_few(len(check))
-    if len(check) >= MIN_CHECK_PHOTOS:
-        calibration = pixels_of([(path, 0) for path in job["calibration"]], size)
-        model = model_from_checkpoint(payload).eval()
-        entry, parity = build_int8(model, calibration, check, size, threshold)
-        report = {**parity.to_dict(), "calibration_photos": len(calibration)}
-    torch.save({"entry": entry, "report": report}, folder / "int8.pt")
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="int8: %(message)s")
-    _run_job(Path(sys.argv[1]))

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from models.datasets import Sample
 
-CLASS_DIRS = ("Negative", "Positive")  # index = label, as in models.classifier.CLASSES
+CLASS_DIRS = ("Negative", "Positive")  # index = label, as in models.network.CLASSES
 
 
 def make_synthetic_dataset(

@@ -12,55 +12,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from models import plots
 from models.checkpoints import save_checkpoint
-from models.classifier import (
-    build_model,
-    imagenet_available,
-    imagenet_cache_path,
-    load_imagenet_backbone,
-    resolve_numerics,
-)
-from models.datasets import DatasetError, Loader, Sample, TrainPreset, class_counts, load_rgb
-from models.evaluation import EvalResult, evaluate, metrics
-from models.loop import (
-    EpochStats,
-    guarded,
-    lr_schedule,
-    make_loader,
-    precise_bn,
-    shutdown_workers,
-    train_one_epoch,
-)
+from models.datasets import DatasetError, Sample, class_counts
+from models.evaluation import evaluate
+from models.imagedata import Loader, load_rgb
+from models.loop import Loaders, guarded, lr_schedule, precise_bn, run_loaders, train_one_epoch
+from models.network import initial_model
+from models.numerics import Numerics, resolve_numerics
+from models.progress import Progress, RunState
 from models.recipe import Recipe
-from models.transforms import EvalPreset
-
-__all__ = [
-    "TrainResult",
-    "TrainingCancelled",
-    "fine_tune",
-    "initial_model",
-    "make_loader",
-    "save_trained",
-    "shutdown_workers",
-    "train_one_epoch",
-]
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[dict[str, Any]], None]
-HEADLINE = ("loss", "accuracy", "precision", "recall", "f1", "auc", "chosen_threshold")
-
-
-class TrainingCancelled(RuntimeError):
-    """should_stop returned True or the recipe's time limit passed; nothing was returned."""
-
-    def __init__(self, reason: str, history: list[dict[str, Any]]) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.history = history
 
 
 @dataclass
@@ -107,98 +71,6 @@ def save_trained(result: TrainResult, path: Path, version: str, **extra: Any) ->
     return save_checkpoint(path, result.model, version=version, **result.metadata(), **extra)
 
 
-def initial_model(init: str, init_state_dict: dict[str, Any] | None) -> tuple[nn.Module, str, str]:
-    """(model, init used, note on any fallback) for a recipe's `init`; `auto` never downloads."""
-    cached = imagenet_available()
-    if init == "imagenet" or (init == "auto" and cached):
-        # An explicit "imagenet" may try to download; PretrainedUnavailable says how to fix it.
-        return load_imagenet_backbone(download=init == "imagenet"), "imagenet", ""
-    missing = f"ImageNet weights are not cached at {imagenet_cache_path()}"
-    if init == "checkpoint" or (init == "auto" and init_state_dict is not None):
-        if init_state_dict is None:
-            raise ValueError("init 'checkpoint' needs init_state_dict (the promoted model's)")
-        model = build_model()
-        model.load_state_dict(init_state_dict, strict=True)
-        note = "" if init == "checkpoint" else f"{missing}; started from the promoted checkpoint"
-        return model, "checkpoint", note
-    note = "" if init == "random" else f"{missing} and no checkpoint was given; random weights"
-    return build_model(), "random", note
-
-
-class _Run:
-    """Counters, progress payloads, the stop check and the best epoch of one fine_tune call."""
-
-    def __init__(
-        self, recipe: Recipe, steps: int, progress: Progress | None, every: int,
-        should_stop: Callable[[], bool] | None, started: float,
-    ) -> None:  # fmt: skip
-        self.recipe, self.steps, self.progress, self.every = recipe, steps, progress, every
-        self.should_stop = should_stop
-        self.started = started
-        self.history: list[dict[str, Any]] = []
-        self.skipped: dict[str, str] = {}  # path -> reason
-        self.best: tuple[tuple[float, float], dict[str, Any], EvalResult, dict[str, Any]] | None
-        self.best = None
-        self.done, self.lr, self.images, self.train_s = 0, recipe.lr, 0, 0.0
-        self.start_epoch(1)
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch, self.seen, self.loss_sum = epoch, 0, 0.0
-        self.epoch_start = time.perf_counter()
-
-    def check(self) -> None:
-        if self.should_stop is not None and self.should_stop():
-            raise TrainingCancelled("cancelled", self.history)
-        limit = self.recipe.time_limit_s
-        if limit is not None and time.perf_counter() - self.started > limit:
-            raise TrainingCancelled(f"time limit of {limit:g} s reached", self.history)
-
-    def step(self, loss: float, n: int, lr: float) -> None:
-        self.done, self.seen, self.lr = self.done + 1, self.seen + n, lr
-        self.loss_sum += loss * n
-        if self.progress is not None and self.done % self.every == 0:
-            self.progress(self.status("step"))
-
-    def status(self, event: str) -> dict[str, Any]:
-        now = time.perf_counter()
-        return {
-            "event": event,
-            "epoch": self.epoch,
-            "epochs": self.recipe.epochs,
-            "step": self.done,
-            "steps": self.steps,
-            "loss": self.loss_sum / max(self.seen, 1),
-            "images_per_s": self.seen / max(now - self.epoch_start, 1e-9),
-            "lr": self.lr,
-            "eta_s": (now - self.started) / max(self.done, 1) * (self.steps - self.done),
-        }
-
-    def end_epoch(self, stats: EpochStats, result: EvalResult, model: nn.Module) -> None:
-        """Record the epoch, keep the weights if best (val AUC, then accuracy), report."""
-        self.images, self.train_s = self.images + stats.images, self.train_s + stats.seconds
-        self.skipped.update({b["path"]: b["reason"] for b in stats.bad})
-        self.skipped.update({b.path: b.reason for b in result.bad})
-        m = metrics(result.labels, result.p_crack) | {"epoch": self.epoch}
-        val = {k: m[k] for k in HEADLINE}
-        self.history.append(
-            {
-                "epoch": self.epoch,
-                "train_loss": stats.loss,
-                "lr": self.lr,
-                "images_per_s": stats.images / max(stats.seconds, 1e-9),
-                "seconds": time.perf_counter() - self.epoch_start,
-                "val": val,
-            }
-        )
-        log.info("epoch %d/%d: %s", self.epoch, self.recipe.epochs, self.history[-1])
-        key = (m["auc"] if m["auc"] is not None else -1.0, m["accuracy"])
-        if self.best is None or key > self.best[0]:
-            weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            self.best = (key, weights, result, m)
-        if self.progress is not None:
-            self.progress(self.status("epoch") | {"train_loss": stats.loss, "val": val})
-
-
 def fine_tune(
     train_samples: list[Sample],
     val_samples: list[Sample],
@@ -219,7 +91,7 @@ def fine_tune(
     "train_loss" and "val" (headline metrics). should_stop runs before every batch;
     True, or passing recipe.time_limit_s, raises TrainingCancelled. Writes training.png
     and predictions.png into out_dir. init_state_dict is the promoted model's weights.
-    `load` reads every training and validation image (see models.datasets.Loader).
+    `load` reads every training and validation image (see models.imagedata.Loader).
     """
     started = time.perf_counter()
     train = _training_set(train_samples, recipe)
@@ -227,52 +99,20 @@ def fine_tune(
         raise DatasetError("the validation set is empty")
     torch.manual_seed(recipe.seed)
     numerics = resolve_numerics(device, recipe.precision, recipe.channels_last)
-    model, init, note = initial_model(recipe.init, init_state_dict)
-    if note:
-        log.warning("%s", note)
-    model = model.to(numerics.device)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    pin, size, batch = numerics.device.type == "cuda", recipe.image_size, recipe.batch_size
-    train_loader = make_loader(train, TrainPreset(size), batch, True, recipe, pin, load)
-    val_loader = make_loader(val_samples, EvalPreset(size), 2 * batch, False, recipe, pin, load)
-    bn_loader = _precise_bn_loader(train, recipe, pin, load)
-    steps = recipe.epochs * len(train_loader)
-    optimizer = torch.optim.AdamW(model.parameters(), recipe.lr, weight_decay=recipe.weight_decay)
-    scheduler = lr_schedule(recipe, optimizer, steps)
-    # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
-    scaler = torch.amp.GradScaler("cuda") if numerics.dtype == torch.float16 else None
-    run = _Run(recipe, steps, progress, progress_every, should_stop, started)
+    model, init, note = _start_model(recipe, init_state_dict, numerics)
+    loaders = run_loaders(train, val_samples, recipe, numerics.device.type == "cuda", load)
+    run = RunState(
+        recipe, recipe.epochs * len(loaders.train), progress, progress_every, should_stop, started
+    )
     log.info(
         "fine-tuning %s: train %s, val %s, init %s, %s", numerics.name, class_counts(train),
         class_counts(val_samples), init, recipe.to_dict(),
     )  # fmt: skip
     try:
-        for epoch in range(1, recipe.epochs + 1):
-            run.start_epoch(epoch)
-            stats = train_one_epoch(
-                model, guarded(train_loader, run.check), optimizer, scheduler, numerics,
-                grad_clip=recipe.grad_clip, scaler=scaler, on_step=run.step,
-            )  # fmt: skip
-            if bn_loader is not None:
-                used = precise_bn(model, guarded(bn_loader, run.check), numerics)
-                log.info("epoch %d: BatchNorm statistics recomputed over %d images", epoch, used)
-            result = evaluate(model, guarded(val_loader, run.check), numerics)
-            run.end_epoch(stats, result, model)
+        _train_epochs(model, loaders, numerics, run)
     finally:
-        for loader in (train_loader, val_loader, bn_loader):
-            if loader is not None:
-                shutdown_workers(loader)
-    assert run.best is not None  # recipe.epochs >= 1
-    _, weights, result, best = run.best
-    model.load_state_dict(weights)
-    model = model.eval().cpu()
-    chart, grid = Path(out_dir) / "training.png", Path(out_dir) / "predictions.png"
-    plots.training_chart(run.history, chart)
-    val_shown = [val_samples[i] for i in result.indices]
-    plots.predictions_grid(
-        val_shown, result.p_crack, result.labels, grid, threshold=best["chosen_threshold"]
-    )
+        loaders.close()
+    model, best = _best_model(model, run, val_samples, Path(out_dir))
     return TrainResult(
         model=model,
         recipe=recipe,
@@ -287,21 +127,62 @@ def fine_tune(
         skipped=[{"path": p, "reason": r} for p, r in sorted(run.skipped.items())],
         images_per_s=run.images / max(run.train_s, 1e-9),
         wall_s=time.perf_counter() - run.started,
-        chart_path=chart,
-        grid_path=grid,
+        chart_path=Path(out_dir) / "training.png",
+        grid_path=Path(out_dir) / "predictions.png",
     )
 
 
-def _precise_bn_loader(
-    train: list[Sample], recipe: Recipe, pin: bool, load: Loader
-) -> DataLoader | None:
-    """Eval-transformed training images for precise_bn, or None when the recipe turns it off."""
-    if not recipe.precise_bn_images:
-        return None
-    count = min(recipe.precise_bn_images, len(train))
-    chosen = random.Random(recipe.seed + 2).sample(train, count)
-    preset = EvalPreset(recipe.image_size)
-    return make_loader(chosen, preset, recipe.batch_size, False, recipe, pin, load)
+def _start_model(
+    recipe: Recipe, init_state_dict: dict[str, Any] | None, numerics: Numerics
+) -> tuple[nn.Module, str, str]:
+    """The recipe's starting weights on the training device: (model, init used, note)."""
+    model, init, note = initial_model(recipe.init, init_state_dict)
+    if note:
+        log.warning("%s", note)
+    model = model.to(numerics.device)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, init, note
+
+
+def _train_epochs(model: nn.Module, loaders: Loaders, numerics: Numerics, run: RunState) -> None:
+    """AdamW and the LR schedule, then per epoch: train, recompute BatchNorm, validate."""
+    recipe = run.recipe
+    optimizer = torch.optim.AdamW(model.parameters(), recipe.lr, weight_decay=recipe.weight_decay)
+    scheduler = lr_schedule(recipe, optimizer, run.steps)
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+    scaler = torch.amp.GradScaler("cuda") if numerics.dtype == torch.float16 else None
+    for epoch in range(1, recipe.epochs + 1):
+        run.start_epoch(epoch)
+        stats = train_one_epoch(
+            model, guarded(loaders.train, run.check), optimizer, scheduler, numerics,
+            grad_clip=recipe.grad_clip, scaler=scaler, on_step=run.step,
+        )  # fmt: skip
+        if loaders.bn is not None:
+            used = precise_bn(model, guarded(loaders.bn, run.check), numerics)
+            log.info("epoch %d: BatchNorm statistics recomputed over %d images", epoch, used)
+        result = evaluate(model, guarded(loaders.val, run.check), numerics)
+        run.end_epoch(stats, result, model)
+
+
+def _best_model(
+    model: nn.Module, run: RunState, val_samples: list[Sample], out_dir: Path
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load the best epoch's weights (eval mode, CPU), draw the run's two PNGs; its metrics."""
+    assert run.best is not None  # recipe.epochs >= 1
+    _, weights, result, best = run.best
+    model.load_state_dict(weights)
+    model = model.eval().cpu()
+    plots.training_chart(run.history, out_dir / "training.png")
+    val_shown = [val_samples[i] for i in result.indices]
+    plots.predictions_grid(
+        val_shown,
+        result.p_crack,
+        result.labels,
+        out_dir / "predictions.png",
+        threshold=best["chosen_threshold"],
+    )
+    return model, best
 
 
 def _training_set(samples: list[Sample], recipe: Recipe) -> list[Sample]:

@@ -31,6 +31,34 @@ class EvalPreset:
         return np.asarray(img, dtype=np.uint8)
 
 
+class TrainPreset:
+    """EvalPreset resize/crop, then random flips, 90-degree turns and mild colour jitter.
+
+    Randomness comes from torch's RNG, which DataLoader seeds per worker from the
+    loader's generator, so runs repeat under a fixed seed.
+    """
+
+    def __init__(self, size: int = INPUT_SIZE, jitter: float = 0.1) -> None:
+        self.size = size
+        self.jitter = jitter
+        self._resize = EvalPreset(size)
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        x = self._resize(img)
+        flip_h, flip_v, turns = torch.randint(0, 4, (3,)).tolist()
+        if flip_h % 2:
+            x = x[:, ::-1]
+        if flip_v % 2:
+            x = x[::-1]
+        x = np.rot90(x, turns)
+        if self.jitter:
+            brightness, contrast = (1.0 + self.jitter * (2 * torch.rand(2) - 1)).tolist()
+            mean = float(x.mean())
+            x = (x.astype(np.float32) - mean) * contrast + mean * brightness
+            x = np.clip(x, 0, 255, out=x).astype(np.uint8)
+        return np.ascontiguousarray(x)
+
+
 def mean_std(device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
     """ImageNet mean and std as (1,3,1,1) float32 tensors on `device`."""
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness.database import throwaway_database, url_of
+from harness.procs import ROOT
+from harness.redis_server import emptied_db
+
 PG_ADMIN_URL = os.environ.get(
     "CRACKQ_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
 TEST_DB = f"crackq_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-TEST_DB_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + TEST_DB
+TEST_DB_URL = url_of(PG_ADMIN_URL, TEST_DB)
 REDIS_DB = int(os.environ.get("CRACKQ_TEST_REDIS_DB", "11"))
 TEST_BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 DATA_DIR = Path(
@@ -40,26 +44,10 @@ def real_data_or_skip() -> Path:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
+def database_url() -> Iterator[str]:
     """A fresh database migrated to head, dropped at the end of the session."""
-    from sqlalchemy import create_engine, text
-
-    from worker.migrate import upgrade
-
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{TEST_DB}"'))
-    try:
-        upgrade(TEST_DB_URL)
-        yield TEST_DB_URL
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
-                {"d": TEST_DB},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{TEST_DB}"'))
-        admin.dispose()
+    with throwaway_database(PG_ADMIN_URL, TEST_DB) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -96,13 +84,8 @@ def db_session(engine):
 @pytest.fixture(scope="session")
 def redis_client():
     """The private Redis db of this test run, emptied before and after."""
-    import redis
-
-    client = redis.Redis.from_url(TEST_BROKER_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with emptied_db(TEST_BROKER_URL) as client:
+        yield client
 
 
 @pytest.fixture

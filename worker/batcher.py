@@ -128,17 +128,6 @@ class BatchTask(Task):
             return default_strategy(task, app, consumer)
         max_batch, max_wait_s, max_inflight = task.batch_policy()
         task.prepare()
-        hostname = consumer.hostname
-        eventer = consumer.event_dispatcher
-        send_event = eventer.send if eventer and eventer.enabled and task.send_events else None
-        req_cls = create_request_cls(
-            symbol_by_name(task.Request), task, pool, hostname, eventer, app=app
-        )
-        # A batch may ack after the broker connection it came on was lost; kombu's Redis
-        # channel then raises AttributeError (its transport is detached), which would stop the
-        # worker. Logged instead: the message stays unacked in Redis and comes back after the
-        # visibility timeout, where the stored row makes it a no-op.
-        ack_errors = (*consumer.connection_errors, AttributeError)
         batcher = Batcher(
             submit=pool.executor.submit,
             run=task.run_batch,
@@ -149,55 +138,80 @@ class BatchTask(Task):
         task.batcher = batcher
         tick = max(max_wait_s / 2, 0.002)
         consumer.timer.call_repeatedly(tick, batcher.flush, priority=5)
+        return message_handler(task, app, consumer, batcher)
 
-        def build_request(message: Any, body: Any, ack: Any, reject: Any) -> Request:
-            if body is None and "args" not in message.payload:
-                body, headers, decoded, utc = (
-                    message.body,
-                    message.headers,
-                    False,
-                    app.uses_utc_timezone(),
-                )
-            elif "args" in message.payload:
-                body, headers, decoded, utc = hybrid_to_proto2(message, message.payload)
-            else:
-                body, headers, decoded, utc = proto1_to_proto2(message, body)
-            return req_cls(
-                message,
-                on_ack=ack,
-                on_reject=reject,
-                app=app,
-                hostname=hostname,
-                eventer=eventer,
-                task=task,
-                connection_errors=ack_errors,
-                body=body,
-                headers=headers,
-                decoded=decoded,
-                utc=utc,
+
+def message_handler(
+    task: BatchTask, app: Any, consumer: Any, batcher: Batcher
+) -> Callable[..., None]:
+    """The consumer's callback for `task`: build each request, announce it, buffer it."""
+    build = request_builder(task, app, consumer)
+    eventer = consumer.event_dispatcher
+    send_event = eventer.send if eventer and eventer.enabled and task.send_events else None
+
+    def task_message_handler(
+        message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any
+    ) -> None:
+        try:
+            req = build(message, body, ack, reject)
+        except (InvalidTaskError, ContentDisallowed, DecodeError):
+            raise  # Celery's consumer dead-letters these (worker.deadletter)
+        except Exception as exc:  # a hostile header or body: one dead letter, not a crash
+            raise InvalidTaskError(f"malformed message: {exc!r}") from exc
+        signals.task_received.send(sender=consumer, request=req)
+        if send_event:
+            send_event(
+                "task-received",
+                uuid=req.id,
+                name=req.name,
+                args=req.argsrepr,
+                kwargs=req.kwargsrepr,
+                root_id=req.root_id,
+                parent_id=req.parent_id,
+                retries=req.request_dict.get("retries", 0),
             )
+        batcher.add(req)
 
-        def task_message_handler(
-            message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any
-        ) -> None:
-            try:
-                req = build_request(message, body, ack, reject)
-            except (InvalidTaskError, ContentDisallowed, DecodeError):
-                raise  # Celery's consumer dead-letters these (worker.deadletter)
-            except Exception as exc:  # a hostile header or body: one dead letter, not a crash
-                raise InvalidTaskError(f"malformed message: {exc!r}") from exc
-            signals.task_received.send(sender=consumer, request=req)
-            if send_event:
-                send_event(
-                    "task-received",
-                    uuid=req.id,
-                    name=req.name,
-                    args=req.argsrepr,
-                    kwargs=req.kwargsrepr,
-                    root_id=req.root_id,
-                    parent_id=req.parent_id,
-                    retries=req.request_dict.get("retries", 0),
-                )
-            batcher.add(req)
+    return task_message_handler
 
-        return task_message_handler
+
+def request_builder(task: BatchTask, app: Any, consumer: Any) -> Callable[..., Request]:
+    """A function making Celery's Request of `task` from a message in any protocol version."""
+    hostname, eventer = consumer.hostname, consumer.event_dispatcher
+    req_cls = create_request_cls(
+        symbol_by_name(task.Request), task, consumer.pool, hostname, eventer, app=app
+    )
+    # A batch may ack after the broker connection it came on was lost; kombu's Redis
+    # channel then raises AttributeError (its transport is detached), which would stop the
+    # worker. Logged instead: the message stays unacked in Redis and comes back after the
+    # visibility timeout, where the stored row makes it a no-op.
+    ack_errors = (*consumer.connection_errors, AttributeError)
+
+    def build(message: Any, body: Any, ack: Any, reject: Any) -> Request:
+        if body is None and "args" not in message.payload:
+            body, headers, decoded, utc = (
+                message.body,
+                message.headers,
+                False,
+                app.uses_utc_timezone(),
+            )
+        elif "args" in message.payload:
+            body, headers, decoded, utc = hybrid_to_proto2(message, message.payload)
+        else:
+            body, headers, decoded, utc = proto1_to_proto2(message, body)
+        return req_cls(
+            message,
+            on_ack=ack,
+            on_reject=reject,
+            app=app,
+            hostname=hostname,
+            eventer=eventer,
+            task=task,
+            connection_errors=ack_errors,
+            body=body,
+            headers=headers,
+            decoded=decoded,
+            utc=utc,
+        )
+
+    return build

@@ -17,7 +17,7 @@ from typing import Any
 from celery.worker.consumer import Consumer
 
 from db import deadletters
-from db.session import is_unavailable
+from worker import outage
 from worker.runtime import get_sessions
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,6 @@ MAX_PAYLOAD_JSON = 256 * 1024
 MAX_DEPTH = 32
 MAX_ID = 255  # dead_letters.task_id / task_name
 MAX_REASON = 4000
-OUTAGE_PAUSE_S = 1.0  # before a message goes back while the database is away: no hot loop
 
 
 def clean_text(value: str) -> str:
@@ -90,7 +89,7 @@ def record(task_id: Any, task_name: Any, reason: str, payload: Any) -> bool:
                 deadletters.add(session, **letter)
             return True
         except Exception as exc:
-            if is_unavailable(exc):
+            if outage.is_outage(exc):
                 log.error("database unavailable: dead letter for %s not stored: %s", task_id, exc)
                 return False
             log.exception("dead letter for %s could not be stored %s", letter["task_id"], attempt)
@@ -121,7 +120,7 @@ class DeadLetterConsumer(Consumer):
         headers = message.headers if isinstance(message.headers, dict) else {}
         if record(headers.get("id"), headers.get("task"), reason, raw_payload(message)):
             return True
-        time.sleep(OUTAGE_PAUSE_S)
+        time.sleep(outage.FIRST_PAUSE_S)  # no hot loop while the database is away
         message.reject_log_error(log, self.connection_errors, requeue=True)
         return False
 

@@ -12,9 +12,8 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import results
+from models.formats import IMAGE_SUFFIXES
 from worker.app import CLASSIFY_TASK, INFERENCE_QUEUE
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,7 @@ def enqueue_rows(
     Returns (messages sent, request ids already finished).
     """
     with sessions() as session, session.begin():
-        for start in range(0, len(rows), 5000):
-            results.insert_queued(session, rows[start : start + 5000])
+        results.insert_queued(session, rows)
         finished = results.finished_ids(session, [row["request_id"] for row in rows])
     todo = [row for row in rows if row["request_id"] not in finished]
     send(app, todo)

@@ -1,4 +1,4 @@
-"""A fine-tuning run from start to finish: data, training, checkpoint, registry, promotion."""
+"""A fine-tuning run as named steps: data, parent, train, INT8, save, compare, register."""
 
 from __future__ import annotations
 
@@ -6,30 +6,33 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import registry, runs
-from models.checkpoints import load_checkpoint, model_from_checkpoint
-from models.classifier import ARCHITECTURE, resolve_numerics
-from models.datasets import DatasetError, Loader, Sample
+from models.checkpoints import input_size_and_threshold, load_checkpoint, model_from_checkpoint
+from models.datasets import DatasetError
 from models.evaluation import evaluate, metrics
-from models.quantize import INT8_KEY, int8_for_checkpoint
+from models.loop import make_loader
+from models.network import ARCHITECTURE
+from models.numerics import resolve_numerics
+from models.progress import TrainingCancelled
+from models.quantize import INT8_KEY
 from models.recipe import Recipe
-from models.training import TrainingCancelled, fine_tune, make_loader, save_trained
+from models.training import TrainResult, fine_tune, save_trained
 from models.transforms import EvalPreset
 from worker.app import FINE_TUNE_TASK, TRAINING_QUEUE
+from worker.int8_job import int8_in_child
+from worker.runprogress import Report, RunTracker
 from worker.settings import Settings
-from worker.trainingdata import DataSpec, prepare, summary
+from worker.trainingdata import DataSpec, TrainingData, prepare, summary
 
 log = logging.getLogger(__name__)
-Report = Callable[[dict[str, Any]], None]
+Json = dict[str, Any]
 
 
 def start_run(
@@ -45,12 +48,8 @@ def start_run(
     if recipe.time_limit_s is None:  # every run has a time limit, enforced between steps
         recipe = dataclasses.replace(recipe, time_limit_s=float(time_limit_s))
     with sessions() as session, session.begin():
-        runs.create_run(
-            session,
-            run_id,
-            {"recipe": recipe.to_dict(), "auto_promote": auto_promote},
-            spec.to_dict(),
-        )
+        config = {"recipe": recipe.to_dict(), "auto_promote": auto_promote}
+        runs.create_run(session, run_id, config, spec.to_dict())
     app.send_task(FINE_TUNE_TASK, kwargs={"run_id": run_id}, queue=TRAINING_QUEUE, task_id=run_id)
     return run_id
 
@@ -59,30 +58,12 @@ def execute_run(
     run_id: str, settings: Settings, sessions: sessionmaker[Session], report: Report
 ) -> dict[str, Any]:
     """Run a queued training run to its end; the run row always ends in a final status."""
-    with sessions() as session, session.begin():
-        run = runs.get_run(session, run_id)
-        spec, config = DataSpec.from_dict(run.sources), dict(run.config)
-        runs.update_run(session, run_id, status="running", started_at=True)
-    recipe = Recipe.from_dict(config["recipe"])
-    out_dir = settings.data_dir / "runs" / run_id
+    run = _mark_running(run_id, settings, sessions, report)
     try:
-        outcome = _train_and_register(
-            run_id,
-            spec,
-            recipe,
-            bool(config.get("auto_promote", True)),
-            settings,
-            sessions,
-            report,
-            out_dir,
-        )
+        return _fine_tuning_run(run)
     except TrainingCancelled as exc:
-        _finish(
-            sessions,
-            run_id,
-            "cancelled",
-            f"cancelled: {exc.reason}; the promoted model is unchanged",
-        )
+        message = f"cancelled: {exc.reason}; the promoted model is unchanged"
+        _finish(sessions, run_id, "cancelled", message)
         return {"status": "cancelled", "reason": exc.reason}
     except (DatasetError, FileNotFoundError, PermissionError, ValueError) as exc:
         _finish(sessions, run_id, "failed", f"{type(exc).__name__}: {exc}")
@@ -90,128 +71,171 @@ def execute_run(
     except BaseException as exc:  # time limit, OOM, bugs: the run must not stay "running"
         _finish(sessions, run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
-    return outcome
 
 
-def _train_and_register(
-    run_id: str,
-    spec: DataSpec,
-    recipe: Recipe,
-    auto_promote: bool,
-    settings: Settings,
-    sessions: sessionmaker[Session],
-    report: Report,
-    out_dir: Path,
-) -> dict[str, Any]:
-    prepared = prepare(spec, sessions, settings, recipe.val_fraction, recipe.seed)
-    parts, load = prepared.parts, prepared.load
-    data = summary(prepared, spec)
-    with sessions() as session:
-        parent = registry.promoted(session)
-        parent_info = (
-            (parent.version, Path(parent.checkpoint_uri), parent.sha256) if parent else None
-        )
-    # read and verified once: the run starts from, and is compared with, these very weights
-    parent_payload = load_checkpoint(parent_info[1], parent_info[2]) if parent_info else None
-    init_state = None
-    if parent_payload is not None and recipe.init in ("auto", "checkpoint"):
-        init_state = parent_payload["state_dict"]
-    tracker = _Tracker(run_id, sessions, report)
-    result = fine_tune(
-        parts.train,
-        parts.val,
-        recipe,
-        out_dir=out_dir,
-        init_state_dict=init_state,
-        progress=tracker.progress,
-        should_stop=tracker.should_stop,
-        device=settings.device,
-        load=load,
-    )
-    version = f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{run_id[:6]}"
-    path = (settings.data_dir / "models" / f"{version}.pt").resolve()
-    sha = save_trained(result, path, version)
-    if settings.int8 == "auto":
-        tracker.progress({**tracker.last, "event": "int8"})
-        # The INT8 child reads photos with models' own loader, without the allowed roots
-        # or the URL reader: give it the operator's files only, never labelled refs.
-        train, val = ([s for s in part if s[0] in load.trusted] for part in parts)
-        graph, result.metrics["int8"] = int8_for_checkpoint(path, sha, train, val)
-        if graph is not None:  # saved again, with the graph inside and the report beside it
-            sha = save_trained(result, path, version, **{INT8_KEY: graph})
-    meta = result.metadata()
-    data.update(skipped=len(result.skipped), skipped_examples=result.skipped[:20])
-    baseline = (
-        _score_promoted(parent_info[0], parent_payload, parts.val, recipe, settings.device, load)
-        if parent_info is not None and parent_payload is not None
-        else None
-    )
-    better = baseline is None or _beats(result.metrics, baseline)
-    (out_dir / "metrics.json").write_text(
-        json.dumps(
-            {"version": version, **meta, "data": data, "promoted_baseline": baseline},
-            indent=2,
-            default=str,
-        )
-    )
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What the steps of one run share."""
+
+    run_id: str
+    spec: DataSpec
+    recipe: Recipe
+    auto_promote: bool
+    settings: Settings
+    sessions: sessionmaker[Session]
+    tracker: RunTracker
+    out_dir: Path
+
+
+class _Parent(NamedTuple):
+    version: str
+    payload: dict[str, Any]  # loaded and verified once: trained from and compared with
+
+
+class _Saved(NamedTuple):
+    version: str
+    path: Path
+    sha256: str
+
+
+def _fine_tuning_run(run: _Run) -> dict[str, Any]:
+    """The run, top-down; each step is a function below, in this order."""
+    data = prepare(run.spec, run.sessions, run.settings, run.recipe.val_fraction, run.recipe.seed)
+    parent = _load_parent(run.sessions)
+    result = _train(run, data, parent)
+    int8 = _int8_graph(run, data, result)
+    saved = _save(run, result, int8)
+    baseline = _score_parent(run, data, parent) if parent is not None else None
+    data_summary = summary(data, run.spec, result.skipped)
+    _write_metrics(run, saved, result, data_summary, baseline)
+    return _register(run, saved, parent, result, data_summary, baseline)
+
+
+def _mark_running(
+    run_id: str, settings: Settings, sessions: sessionmaker[Session], report: Report
+) -> _Run:
     with sessions() as session, session.begin():
+        row = runs.get_run(session, run_id)
+        spec, config = DataSpec.from_dict(row.sources), dict(row.config)
+        runs.update_run(session, run_id, status="running", started_at=True)
+    recipe, auto_promote = Recipe.from_dict(config["recipe"]), config.get("auto_promote", True)
+    tracker = RunTracker(run_id, sessions, report)
+    out_dir = settings.data_dir / "runs" / run_id
+    return _Run(run_id, spec, recipe, bool(auto_promote), settings, sessions, tracker, out_dir)
+
+
+def _load_parent(sessions: sessionmaker[Session]) -> _Parent | None:
+    """The promoted model, read and verified once, or None before the first promotion."""
+    with sessions() as session:
+        row = registry.promoted(session)
+        if row is None:
+            return None
+        version, path, sha256 = row.version, Path(row.checkpoint_uri), row.sha256
+    return _Parent(version, load_checkpoint(path, sha256))
+
+
+def _train(run: _Run, data: TrainingData, parent: _Parent | None) -> TrainResult:
+    """Fine-tune from the parent's weights when the recipe's init may use them."""
+    uses_parent = run.recipe.init in ("auto", "checkpoint")
+    init_state = parent.payload["state_dict"] if parent and uses_parent else None
+    return fine_tune(
+        data.parts.train,
+        data.parts.val,
+        run.recipe,
+        out_dir=run.out_dir,
+        init_state_dict=init_state,
+        progress=run.tracker.progress,
+        should_stop=run.tracker.should_stop,
+        device=run.settings.device,
+        load=data.load,
+    )
+
+
+def _int8_graph(run: _Run, data: TrainingData, result: TrainResult) -> dict[str, Any]:
+    """The checkpoint's INT8 entry, or {}; the check's report goes into the run's metrics."""
+    if run.settings.int8 != "auto":
+        return {}
+    run.tracker.progress({**run.tracker.last, "event": "int8"})
+    # The INT8 child reads photos with models' own loader, without the allowed roots
+    # or the URL reader: give it the operator's files only, never labelled refs.
+    train, val = ([s for s in part if s[0] in data.load.trusted] for part in data.parts)
+    size, threshold = input_size_and_threshold(result.metadata())
+    graph, result.metrics["int8"] = int8_in_child(result.model, size, threshold, train, val)
+    return {} if graph is None else {INT8_KEY: graph}
+
+
+def _save(run: _Run, result: TrainResult, int8: dict[str, Any]) -> _Saved:
+    """The one write of the new checkpoint, hashed once as it lands."""
+    version = f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{run.run_id[:6]}"
+    path = (run.settings.data_dir / "models" / f"{version}.pt").resolve()
+    return _Saved(version, path, save_trained(result, path, version, **int8))
+
+
+def _score_parent(run: _Run, data: TrainingData, parent: _Parent) -> dict[str, Any]:
+    """The promoted model's metrics on this run's validation set."""
+    recipe = run.recipe
+    numerics = resolve_numerics(run.settings.device, recipe.precision, recipe.channels_last)
+    model = model_from_checkpoint(parent.payload).to(numerics.device)
+    preset = EvalPreset(recipe.image_size)
+    loader = make_loader(data.parts.val, preset, recipe.batch_size, False, recipe, False, data.load)
+    scored = evaluate(model, loader, numerics)
+    return {"version": parent.version, **metrics(scored.labels, scored.p_crack)}
+
+
+def _write_metrics(
+    run: _Run, saved: _Saved, result: TrainResult, data: Json, baseline: Json | None
+) -> None:
+    report = {"version": saved.version, **result.metadata(), "data": data}
+    text = json.dumps({**report, "promoted_baseline": baseline}, indent=2, default=str)
+    (run.out_dir / "metrics.json").write_text(text)
+
+
+def _register(
+    run: _Run,
+    saved: _Saved,
+    parent: _Parent | None,
+    result: TrainResult,
+    data_summary: Json,
+    baseline: Json | None,
+) -> Json:
+    """Register the version, promote it when it beats the parent, and close the run row."""
+    better = baseline is None or _beats(result.metrics, baseline)
+    promote = run.auto_promote and better
+    init_note = f" ({result.init_note})" if result.init_note else ""
+    note = (
+        f"init {result.init}{init_note}; {'promoted' if promote else 'kept as candidate'}"
+        f"{'' if better else ' (did not beat the promoted model on the same validation set)'}"
+    )
+    with run.sessions() as session, session.begin():
         registry.register(
             session,
-            version=version,
-            parent_version=parent_info and parent_info[0],
-            checkpoint_uri=str(path),
-            sha256=sha,
+            version=saved.version,
+            parent_version=parent.version if parent else None,
+            checkpoint_uri=str(saved.path),
+            sha256=saved.sha256,
             architecture=ARCHITECTURE,
-            config=meta["recipe"],
+            config=result.recipe.to_dict(),
             metrics=result.metrics,
-            data_summary=data,
+            data_summary=data_summary,
         )
-        promote = auto_promote and better
         if promote:
-            registry.promote(session, version)
-        note = (
-            f"init {result.init}{' (' + result.init_note + ')' if result.init_note else ''}; "
-            f"{'promoted' if promote else 'kept as candidate'}"
-            f"{'' if better else ' (did not beat the promoted model on the same validation set)'}"
-        )
+            registry.promote(session, saved.version)
         runs.update_run(
             session,
-            run_id,
+            run.run_id,
             status="succeeded",
             finished_at=True,
-            model_version=version,
+            model_version=saved.version,
             promoted=promote,
             metrics={**result.metrics, "baseline": baseline},
-            data_summary=data,
-            artifacts_dir=str(out_dir),
+            data_summary=data_summary,
+            artifacts_dir=str(run.out_dir),
             message=note,
-            progress={**tracker.last, "event": "done"},
+            progress={**run.tracker.last, "event": "done"},
         )
-    log.info("run %s: version %s, %s", run_id, version, note)
-    return {
-        "status": "succeeded",
-        "version": version,
-        "promoted": promote,
-        "metrics": result.metrics,
-    }
-
-
-def _score_promoted(
-    version: str,
-    payload: dict[str, Any],
-    val: list[Sample],
-    recipe: Recipe,
-    device: str,
-    load: Loader,
-) -> dict[str, Any]:
-    """The promoted model's metrics on this run's validation set."""
-    model = model_from_checkpoint(payload)
-    numerics = resolve_numerics(device, recipe.precision, recipe.channels_last)
-    model = model.to(numerics.device)
-    preset = EvalPreset(recipe.image_size)
-    loader = make_loader(val, preset, recipe.batch_size, False, recipe, False, load)
-    scored = evaluate(model, loader, numerics)
-    return {"version": version, **metrics(scored.labels, scored.p_crack)}
+    log.info("run %s: version %s, %s", run.run_id, saved.version, note)
+    outcome = {"status": "succeeded", "version": saved.version, "promoted": promote}
+    return {**outcome, "metrics": result.metrics}
 
 
 def _beats(new: dict[str, Any], old: dict[str, Any]) -> bool:
@@ -223,32 +247,3 @@ def _finish(sessions: sessionmaker[Session], run_id: str, status: str, message: 
     with sessions() as session, session.begin():
         runs.update_run(session, run_id, status=status, finished_at=True, message=message)
     log.warning("run %s %s: %s", run_id, status, message)
-
-
-class _Tracker:
-    """Throttled progress to the run row and Flower, and the cancel flag, once a second."""
-
-    def __init__(self, run_id: str, sessions: sessionmaker[Session], report: Report) -> None:
-        self.run_id, self.sessions, self.report = run_id, sessions, report
-        self.last: dict[str, Any] = {}
-        self._saved = self._checked = 0.0
-        self._cancel = False
-
-    def progress(self, info: dict[str, Any]) -> None:
-        self.last = {k: v for k, v in info.items() if k != "bad"}
-        now = time.monotonic()
-        if info.get("event") == "epoch" or now - self._saved >= 1.0:
-            self._saved = now
-            with self.sessions() as session, session.begin():
-                runs.update_run(
-                    session, self.run_id, progress=json.loads(json.dumps(self.last, default=str))
-                )
-            self.report(self.last)
-
-    def should_stop(self) -> bool:
-        now = time.monotonic()
-        if now - self._checked >= 1.0:
-            self._checked = now
-            with self.sessions() as session:
-                self._cancel = runs.cancel_requested(session, self.run_id)
-        return self._cancel

@@ -20,16 +20,16 @@ from models.checkpoints import (
     load_checkpoint,
     model_from_checkpoint,
 )
-from models.classifier import (
-    Classifier,
-    Numerics,
+from models.network import (
     PretrainedUnavailable,
     build_model,
     imagenet_available,
     load_imagenet_backbone,
 )
+from models.numerics import Numerics
 from models.openvino_backend import OpenVINOClassifier
 from models.quantize import INT8_KEY
+from models.serving import Classifier
 
 log = logging.getLogger(__name__)
 

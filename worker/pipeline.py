@@ -1,35 +1,35 @@
-"""The inspection flow, top-down: refs -> read/decode -> batch predict -> one write per batch."""
+"""The inspection flow, top-down: refs -> read/decode -> one batch predict -> one write."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import Executor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from db import results
-from db.session import is_unavailable
-from models.classifier import CLASSES, CRACK_INDEX, Classifier
+from models.network import CLASSES, CRACK_INDEX
+from models.serving import Classifier
 from models.transforms import EvalPreset, stack
 from worker.decode import CAMERA_FORMATS, decode_image
 from worker.errors import ErrorCode, ImageError
-from worker.runtime import Runtime
 from worker.sources import SourceLimits, read_bytes
 
 log = logging.getLogger(__name__)
 
-_presets: dict[int, EvalPreset] = {}
 
-
+@functools.cache
 def preset(size: int) -> EvalPreset:
-    if size not in _presets:
-        _presets[size] = EvalPreset(size)
-    return _presets[size]
+    """The eval transform for `size`, built once per size."""
+    return EvalPreset(size)
 
 
 @dataclass(frozen=True)
@@ -52,43 +52,66 @@ class Loaded:
     decode_ms: float
 
 
-class StorageUnavailable(RuntimeError):
-    """Results could not be written; the messages must not be acknowledged."""
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What the pipeline takes from the settings: where and how it may read, who it is."""
+
+    limits: SourceLimits
+    max_pixels: int
+    formats: tuple[str, ...]
+    hostname: str  # recorded on every row: which worker classified it
 
 
-def classify(items: Sequence[Item], rt: Runtime) -> list[dict[str, Any]]:
-    """Classify `items` and store one row each; returns the rows written (skips finished ids).
+@dataclass
+class Timings:
+    """Milliseconds per phase of one job, for its one log line."""
 
-    Reads and decodes run in the decode pool ahead of the model, so chunk k+1 is being
-    decoded while chunk k is in the forward pass; the rows go out in one statement.
-    Raises StorageUnavailable when the database stays unreachable: nothing is acked then.
+    ms: dict[str, float] = field(default_factory=dict)
+    predicted: int = 0  # photos in the forward pass
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = ms_since(t0)
+
+
+def classify(
+    items: Sequence[Item],
+    classifier: Classifier,
+    sessions: sessionmaker[Session],
+    config: PipelineConfig,
+    *,
+    pool: Executor | None = None,
+    forward_lock: AbstractContextManager[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Classify one batch of `items` and store a row each; returns the rows written.
+
+    Items whose request id already has a final row are skipped. Reads and decodes run in
+    `pool` (in this thread without one); `forward_lock` keeps forward passes of batches
+    in flight at once from competing for the cores. Database errors propagate: the task
+    that called this decides whether they are worth a retry (worker.outage).
     """
-    started = now()
-    todo = unfinished(items, rt)
+    started, timings = now(), Timings()
+    with timings.phase("lookup"):
+        todo = unfinished(items, sessions)
     if not todo:
         return []
-    classifier = rt.classifier()  # taken once: a model switch never splits a batch
-    size = classifier.input_size
-    max_pixels, formats = rt.settings.max_image_pixels, tuple(rt.settings.image_formats)
-    futures = [
-        rt.decode_pool.submit(load, item, rt.limits, max_pixels, size, formats) for item in todo
-    ]
-    rows: list[dict[str, Any]] = []
-    for start in range(0, len(futures), rt.settings.batch_size):
-        loaded = [f.result() for f in futures[start : start + rt.settings.batch_size]]
-        rows.extend(predict_rows(loaded, classifier, rt, started))
-    write_rows(rows, rt)
+    with timings.phase("decode"):
+        loaded = load_all(todo, classifier.input_size, config, pool)
+    rows = predict_rows(loaded, classifier, config.hostname, started, forward_lock, timings)
+    with timings.phase("write"):
+        write_rows(rows, sessions)
+    log_job(rows, classifier, timings)
     return rows
 
 
-def unfinished(items: Sequence[Item], rt: Runtime) -> list[Item]:
+def unfinished(items: Sequence[Item], sessions: sessionmaker[Session]) -> list[Item]:
     """Items whose request id has no final row yet, first occurrence of each id only."""
-    try:
-        with rt.sessions() as session:
-            done = results.finished_ids(session, (i.request_id for i in items))
-    except (OperationalError, DBAPIError) as exc:  # the upsert stays idempotent without it
-        log.warning("could not look up finished ids: %s", exc)
-        done = set()
+    with sessions() as session:
+        done = results.finished_ids(session, (i.request_id for i in items))
     seen: set[str] = set()
     todo = []
     for item in items:
@@ -96,6 +119,16 @@ def unfinished(items: Sequence[Item], rt: Runtime) -> list[Item]:
             seen.add(item.request_id)
             todo.append(item)
     return todo
+
+
+def load_all(
+    items: Sequence[Item], size: int, config: PipelineConfig, pool: Executor | None
+) -> list[Loaded]:
+    """Every item read and decoded to `size`, in `pool` when given, in order."""
+    args = (config.limits, config.max_pixels, size, config.formats)
+    if pool is None:
+        return [load(item, *args) for item in items]
+    return [f.result() for f in [pool.submit(load, item, *args) for item in items]]
 
 
 def load(
@@ -120,39 +153,32 @@ def load(
 
 
 def predict_rows(
-    loaded: Sequence[Loaded], classifier: Classifier, rt: Runtime, started: dt.datetime
+    loaded: Sequence[Loaded],
+    classifier: Classifier,
+    hostname: str,
+    started: dt.datetime,
+    forward_lock: AbstractContextManager[Any] | None,
+    timings: Timings,
 ) -> list[dict[str, Any]]:
     """One forward pass over the decodable items; a row for every item."""
     good = [x for x in loaded if x.pixels is not None]
     p_crack: list[float] = []
-    infer_ms = 0.0
     if good:
         batch = stack([x.pixels for x in good])  # type: ignore[misc]
-        with rt.forward_lock:  # one forward at a time: torch already uses every core
-            t0 = time.perf_counter()
-            probs = classifier.predict(batch)
-            infer_ms = ms_since(t0)
-        p_crack = probs[:, CRACK_INDEX].tolist()
-        log.info(
-            "batch of %d predicted in %.0f ms with %s", len(good), infer_ms, classifier.version
-        )
+        # one forward at a time: torch already uses every core
+        with forward_lock or nullcontext(), timings.phase("predict"):
+            p_crack = classifier.predict(batch)[:, CRACK_INDEX].tolist()
+        timings.predicted = len(good)
     finished = now()
-    probs_iter = iter(p_crack)
+    probs = iter(p_crack)
     rows = []
     for x in loaded:
-        row = base_row(x, rt, started, finished)
+        row = {**base_row(x.item), "started_at": started, "finished_at": finished}
+        row.update(decode_ms=x.decode_ms, worker_host=hostname)
         if x.error is None:
-            p = next(probs_iter)
-            label = CLASSES[CRACK_INDEX] if p >= 0.5 else CLASSES[1 - CRACK_INDEX]
-            row.update(
-                status="succeeded",
-                label=label,
-                confidence=max(p, 1.0 - p),
-                crack_probability=p,
-                model_version=classifier.version,
-                inference_ms=infer_ms,
-                batch_size=len(good),
-            )
+            row.update(verdict(next(probs), classifier.threshold))
+            row.update(model_version=classifier.version, inference_ms=timings.ms["predict"])
+            row.update(batch_size=len(good))
         else:
             row.update(
                 status="failed", error_code=x.error.code.value, error_message=x.error.message[:2000]
@@ -161,37 +187,55 @@ def predict_rows(
     return rows
 
 
-def base_row(x: Loaded, rt: Runtime, started: dt.datetime, finished: dt.datetime) -> dict[str, Any]:
+def verdict(p: float, threshold: float) -> dict[str, Any]:
+    """Label, confidence and stored crack probability of one photo at the model's threshold.
+
+    The label is the one comparison with the threshold the checkpoint chose on its
+    validation set. The stored probability is rescaled so that the threshold sits at 0.5
+    (its odds divided by the threshold's odds), so a row reads the same whatever the
+    model: crack exactly when crack_probability >= 0.5, and confidence, the probability
+    of the predicted label, in [0.5, 1].
+    """
+    t = min(max(threshold, 1e-4), 1.0 - 1e-4)  # 0 or 1 would make every photo one class
+    crack = p >= t
+    odds_p, odds_t = p * (1.0 - t), (1.0 - p) * t
+    q = odds_p / (odds_p + odds_t) if odds_p + odds_t > 0 else float(crack)
+    q = max(q, 0.5) if crack else min(q, 0.5 - 1e-12)  # rounding never contradicts the label
     return {
-        "request_id": x.item.request_id,
-        "image_ref": x.item.image_ref,
-        "batch_id": x.item.batch_id,
-        "submitted_at": x.item.submitted_at,
-        "started_at": started,
-        "finished_at": finished,
-        "decode_ms": x.decode_ms,
-        "worker_host": rt.hostname,
+        "status": "succeeded",
+        "label": CLASSES[CRACK_INDEX] if crack else CLASSES[1 - CRACK_INDEX],
+        "confidence": q if crack else 1.0 - q,
+        "crack_probability": q,
     }
 
 
-def write_rows(rows: list[dict[str, Any]], rt: Runtime, attempts: int = 6) -> None:
-    """One upsert for the whole batch, retried with backoff while PostgreSQL is away."""
-    delay = 0.5
-    for attempt in range(1, attempts + 1):
-        try:
-            with rt.sessions() as session, session.begin():
-                results.write_outcomes(session, rows)
-            return
-        except DBAPIError as exc:
-            if not is_unavailable(exc):
-                raise
-            log.warning(
-                "storing %d rows failed (attempt %d/%d): %s", len(rows), attempt, attempts, exc
-            )
-            if attempt == attempts:
-                raise StorageUnavailable(str(exc)) from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+def base_row(item: Item) -> dict[str, Any]:
+    return {
+        "request_id": item.request_id,
+        "image_ref": item.image_ref,
+        "batch_id": item.batch_id,
+        "submitted_at": item.submitted_at,
+    }
+
+
+def write_rows(rows: list[dict[str, Any]], sessions: sessionmaker[Session]) -> None:
+    """One upsert for the whole batch, committed before any message is acknowledged."""
+    with sessions() as session, session.begin():
+        results.write_outcomes(session, rows)
+
+
+def log_job(rows: Sequence[dict[str, Any]], classifier: Classifier, t: Timings) -> None:
+    """One line per job: what happened to it and where its time went."""
+    failed = sum(r["status"] == "failed" for r in rows)
+    phases = ", ".join(f"{name} {ms:.0f} ms" for name, ms in t.ms.items())
+    log.info(
+        "batch of %d predicted with %s; %d rows (%d failed); %s",
+        t.predicted,
+        classifier.version,
+        len(rows),
+        failed,
+        phases,
+    )
 
 
 def now() -> dt.datetime:

@@ -8,17 +8,21 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_sessionmaker
-from models.classifier import Classifier, resolve_numerics
+from models.numerics import resolve_numerics
 from models.openvino_backend import release_core, resolve_backend
+from models.serving import Classifier
 from worker.modelstore import ModelHolder, ModelSource, build_classifier, choose_source
+from worker.pipeline import Item, PipelineConfig, classify
 from worker.settings import Settings, get_settings
 from worker.sources import SourceLimits
 
@@ -50,19 +54,29 @@ class ModelPoller:
 class Runtime:
     """Everything a worker process needs to classify: built once per process."""
 
-    settings: Settings
     sessions: sessionmaker[Session]
     models: ModelHolder
     poller: ModelPoller
-    limits: SourceLimits
+    config: PipelineConfig
     decode_pool: ThreadPoolExecutor
     forward_lock: threading.Lock
-    hostname: str
     pid: int = field(default_factory=os.getpid)
     closed: bool = False
 
     def classifier(self) -> Classifier:
         return self.models.current()
+
+    def classify(self, items: Sequence[Item]) -> list[dict[str, Any]]:
+        """The pipeline with this process's model, sessions, settings and thread pool."""
+        classifier = self.models.current()  # taken once: a model switch never splits a batch
+        return classify(
+            items,
+            classifier,
+            self.sessions,
+            self.config,
+            pool=self.decode_pool,
+            forward_lock=self.forward_lock,
+        )
 
     def close(self, timeout_s: float = 120.0) -> None:
         """Release everything native in order, on the thread that built the runtime.
@@ -143,6 +157,26 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     sessions = get_sessions()
+    models = load_models(settings, sessions)
+    log.info(
+        "runtime ready: model %s, %s, batch %d, %d torch threads",
+        models.current().version,
+        models.current().serving,
+        settings.batch_size,
+        torch.get_num_threads(),
+    )
+    return Runtime(
+        sessions=sessions,
+        models=models,
+        poller=ModelPoller(models, settings.model_poll_s),
+        config=pipeline_config(settings),
+        decode_pool=ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="crackq-decode"),
+        forward_lock=threading.Lock(),
+    )
+
+
+def load_models(settings: Settings, sessions: sessionmaker[Session]) -> ModelHolder:
+    """The served model (explicit checkpoint, else the registry's), loaded and warmed up."""
     numerics = resolve_numerics(
         settings.device,
         settings.precision,
@@ -154,32 +188,25 @@ def build_runtime(settings: Settings) -> Runtime:
     def pick() -> ModelSource:
         return choose_source(settings.model_checkpoint, sessions)
 
-    backend = resolve_backend(settings.backend, numerics.device)
     load = partial(
         build_classifier,
         numerics=numerics,
         pretrained=settings.pretrained,
-        backend=backend,
+        backend=resolve_backend(settings.backend, numerics.device),
         threads=settings.torch_threads,
         max_batch=settings.batch_size,
         int8=settings.int8 == "auto",
     )
     models = ModelHolder(load, pick)
     models.current().warm_up()
-    log.info(
-        "runtime ready: model %s, %s, batch %d, %d torch threads",
-        models.current().version,
-        models.current().serving,
-        settings.batch_size,
-        torch.get_num_threads(),
-    )
-    return Runtime(
-        settings=settings,
-        sessions=sessions,
-        models=models,
-        poller=ModelPoller(models, settings.model_poll_s),
+    return models
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    """What the pipeline reads from the settings, once per process."""
+    return PipelineConfig(
         limits=SourceLimits.from_settings(settings),
-        decode_pool=ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="crackq-decode"),
-        forward_lock=threading.Lock(),
+        max_pixels=settings.max_image_pixels,
+        formats=tuple(settings.image_formats),
         hostname=socket.gethostname(),
     )

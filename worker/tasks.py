@@ -1,28 +1,23 @@
-"""Thin Celery tasks: parse arguments, call the pipeline, acknowledge, report to Flower."""
+"""Thin Celery tasks: parse arguments, call one plain function, retry only a database outage."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
-from collections.abc import Sequence
 from typing import Any
 
 from celery import signals
-from celery.worker.request import Request
-from sqlalchemy.exc import DBAPIError
 
-from db.session import is_unavailable
 from worker import (
     control,  # noqa: F401  (registers the crackq_model command)
     deadletter,
+    outage,
 )
-from worker.app import CLASSIFY_MANY_TASK, CLASSIFY_TASK, FINE_TUNE_TASK, INFERENCE_QUEUE, app
-from worker.batcher import BatchTask
+from worker.app import CLASSIFY_MANY_TASK, CLASSIFY_TASK, FINE_TUNE_TASK, app
+from worker.classify_task import ClassifyTask, to_item
 from worker.enqueue import enqueue_rows
 from worker.finetune import execute_run
-from worker.messages import ClassifyArgs, ClassifyManyArgs, InvalidMessage, check_id, parse
-from worker.pipeline import Item, StorageUnavailable, classify
+from worker.messages import ClassifyArgs, ClassifyManyArgs, InvalidMessage, parse
 from worker.runtime import close_runtime, get_runtime, get_sessions
 from worker.settings import get_settings
 
@@ -40,123 +35,24 @@ def release_runtime(**_: Any) -> None:
     close_runtime()
 
 
-def to_item(args: ClassifyArgs, default_id: str, batch_id: str | None = None) -> Item:
-    """The item a message asks for; InvalidMessage when the id it falls back to is unusable."""
-    request_id = args.request_id or check_id(default_id, "task id (used as request id)")
-    return Item(
-        request_id=request_id,
-        image_ref=args.image_ref,
-        batch_id=args.batch_id or batch_id,
-        submitted_at=args.submitted_at,
-    )
-
-
-def refuse(req: Request, reason: str) -> None:
-    """Dead-letter one message and ack it; while the database is away, requeue it instead."""
-    log.error("refusing message %s: %s", req.id, reason)
-    if deadletter.record(req.id, req.name, reason, {"args": req.args, "kwargs": req.kwargs}):
-        req.send_event("task-failed", exception=reason, traceback="")
-        req.acknowledge()
-    else:
-        time.sleep(deadletter.OUTAGE_PAUSE_S)
-        req.reject(requeue=True)
-
-
-class ClassifyTask(BatchTask):
-    """`crackq.classify`: messages of one reference each, run in batches.
-
-    Every message ends acknowledged, as a result row or as a dead letter with its reason;
-    only an unreachable database returns messages to the queue.
-    """
-
-    def batch_policy(self) -> tuple[int, float, int]:
-        settings = get_settings()
-        return settings.batch_size, settings.batch_wait_ms / 1000.0, 2
-
-    def prepare(self) -> None:
-        # Celery builds a strategy for every registered task in every worker; only one
-        # that consumes the inference queue needs the model (a training worker runs under
-        # tcmalloc, which OpenVINO cannot load beside, and needs no served model).
-        if INFERENCE_QUEUE in self.app.amqp.queues.consume_from:
-            get_runtime()  # load the model before the first message is taken
-
-    def run_batch(self, requests: Sequence[Request]) -> None:
-        t0 = time.perf_counter()
-        accepted: list[tuple[Request, Item]] = []
-        for req in requests:
-            try:
-                item = to_item(parse(ClassifyArgs, req.args, req.kwargs), req.id)
-            except InvalidMessage as exc:
-                refuse(req, f"invalid arguments: {exc}")
-            except Exception as exc:  # whatever else a hostile message reaches
-                log.exception("unreadable message %s", req.id)
-                refuse(req, f"unreadable message: {exc!r}")
-            else:
-                req.send_event("task-started")
-                accepted.append((req, item))
-        if accepted:
-            self.settle(accepted, t0)
-
-    def settle(self, accepted: Sequence[tuple[Request, Item]], t0: float) -> None:
-        """Classify, then ack each message; a batch that fails is retried one by one."""
-        try:
-            rows = classify([item for _, item in accepted], get_runtime())
-        except StorageUnavailable:
-            log.error("database unavailable: returning %d messages to the queue", len(accepted))
-            for req, _ in accepted:
-                req.reject(requeue=True)
-            return
-        except Exception as exc:  # a bug or a poison the checks missed: find who, once
-            if len(accepted) == 1:
-                log.exception("message %s failed on its own", accepted[0][0].id)
-                refuse(accepted[0][0], f"internal error: {exc!r}")
-                return
-            log.exception("batch of %d failed; retrying its messages one by one", len(accepted))
-            for pair in accepted:
-                self.settle([pair], t0)
-            return
-        report(accepted, rows, time.perf_counter() - t0)
-
-
-def report(
-    accepted: Sequence[tuple[Request, Item]], rows: Sequence[dict[str, Any]], runtime: float
-) -> None:
-    """Ack every message after its row is committed and tell Flower how it ended."""
-    by_id = {r["request_id"]: r for r in rows}
-    for req, item in accepted:
-        req.acknowledge()
-        row = by_id.get(item.request_id)
-        if row is not None and row["status"] == "failed":
-            req.send_event(
-                "task-failed",
-                exception=f"{row['error_code']}: {row['error_message']}",
-                traceback="",
-            )
-        else:
-            result = (
-                {"label": row["label"], "confidence": row["confidence"]} if row else "duplicate"
-            )
-            req.send_event("task-succeeded", result=repr(result), runtime=runtime)
-
-
 def dead_letter_or_retry(task: Any, reason: str, payload: dict[str, Any]) -> None:
-    """For tasks outside the batcher: store the dead letter, or retry while the database is away."""
+    """Store the dead letter of a task outside the batcher, or retry while the database is away."""
     log.error("refusing message %s: %s", task.request.id, reason)
     if not deadletter.record(task.request.id, task.name, reason, payload):
-        raise StorageUnavailable("dead letter not stored: database unavailable")
+        outage.retry_later(task, "dead letter not stored")
 
 
-@app.task(
-    name=CLASSIFY_TASK,
-    base=ClassifyTask,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(StorageUnavailable,),
-    retry_backoff=True,
-    max_retries=None,
-)
+# Late acks: a message is acknowledged once its row is committed; a worker lost mid-task
+# leaves it for redelivery, where the stored row makes it a no-op.
+INFERENCE: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+}
+
+
+@app.task(name=CLASSIFY_TASK, base=ClassifyTask, **INFERENCE)
 def classify_one(self: ClassifyTask, **kwargs: Any) -> None:
     """Classify one image reference (kwargs per messages.ClassifyArgs).
 
@@ -167,19 +63,11 @@ def classify_one(self: ClassifyTask, **kwargs: Any) -> None:
     except InvalidMessage as exc:
         dead_letter_or_retry(self, f"invalid arguments: {exc}", {"kwargs": kwargs})
         return
-    classify([item], get_runtime())
+    with outage.retried(self):
+        get_runtime().classify([item])
 
 
-@app.task(
-    name=CLASSIFY_MANY_TASK,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(StorageUnavailable,),
-    retry_backoff=True,
-    max_retries=None,
-)
+@app.task(name=CLASSIFY_MANY_TASK, **INFERENCE)
 def classify_many(self: Any, **kwargs: Any) -> dict[str, int]:
     """Fan a bulk message out: one queued row and one `crackq.classify` message per item.
 
@@ -205,12 +93,8 @@ def classify_many(self: Any, **kwargs: Any) -> dict[str, int]:
         }
         for i in items
     ]
-    try:
+    with outage.retried(self):
         enqueued, _finished = enqueue_rows(self.app, get_sessions(), rows)
-    except DBAPIError as exc:
-        if is_unavailable(exc):
-            raise StorageUnavailable(str(exc)) from exc
-        raise
     return {"items": len(items), "enqueued": enqueued}
 
 

@@ -15,7 +15,6 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import runs
-from models.classifier import CLASSES
 from models.datasets import (
     DatasetError,
     Sample,
@@ -27,6 +26,7 @@ from models.datasets import (
     from_manifest,
     grouped_split,
 )
+from models.network import CLASSES
 from worker.decode import decode_image
 from worker.sources import SourceLimits, read_bytes
 
@@ -180,8 +180,11 @@ def _refused(ref: str, roots: Sequence[Path]) -> str | None:
     return "outside the allowed roots (CRACKQ_ALLOWED_ROOTS)"
 
 
-def summary(data: TrainingData, spec: DataSpec) -> dict[str, Any]:
-    out = {
+def summary(
+    data: TrainingData, spec: DataSpec, skipped: Sequence[dict[str, str]]
+) -> dict[str, Any]:
+    """The run's data summary: sources, class counts, the split, what was left out and why."""
+    out: dict[str, Any] = {
         "sources": spec.describe(),
         "train": class_counts(data.parts.train),
         "val": class_counts(data.parts.val),
@@ -191,4 +194,4 @@ def summary(data: TrainingData, spec: DataSpec) -> dict[str, Any]:
     }
     if data.labels_skipped:
         out["labels_skipped"] = data.labels_skipped
-    return out
+    return {**out, "skipped": len(skipped), "skipped_examples": list(skipped[:20])}

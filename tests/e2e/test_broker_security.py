@@ -7,7 +7,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,11 @@ import pytest
 from sqlalchemy import select
 
 from db.tables import Result
-from tests import images
+from harness import images
+from harness.procs import READY, Proc, free_port, worker
 from tests.conftest import TEST_DB_URL
-from tests.procs import READY, Proc, worker
 
 pytestmark = pytest.mark.usefixtures("database_url")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from db.tables import Result
-from tests import images
-from tests.procs import READY, worker
+from harness import images
+from harness.procs import READY, worker
 
 pytestmark = pytest.mark.usefixtures("redis_client", "clean_tables")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import images
-from tests.procs import READY, worker
+from harness import images
+from harness.procs import READY, worker
 
 pytestmark = pytest.mark.usefixtures("redis_client", "clean_tables")
 
@@ -51,7 +51,7 @@ COMMANDS = (
 
 
 def test_every_command_explains_itself() -> None:
-    from worker.cli import build_parser
+    from worker.cli.main import build_parser
 
     out = crackq("--help")
     assert out.returncode == 0

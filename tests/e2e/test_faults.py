@@ -8,18 +8,22 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from benchmarks import faults
+from harness.faults.crashes import kill9_mid_batch, redis_restart
+from harness.faults.messages import duplicate_delivery, malformed_and_pickle
+from harness.faults.poison import poison_in_batch
+from harness.faults.postgres import postgres_refusal
+from harness.faults.rig import Rig
 from tests.conftest import TEST_BROKER_URL, real_data_or_skip
 
 pytestmark = pytest.mark.usefixtures("redis_client", "clean_tables")
 
 
 @pytest.fixture
-def rig(tmp_path: Path, engine: Any) -> faults.Rig:
+def rig(tmp_path: Path, engine: Any) -> Rig:
     data = real_data_or_skip()
     photos = sorted(str(p) for p in (data / "Positive").glob("*.jpg"))[:40]
     photos += sorted(str(p) for p in (data / "Negative").glob("*.jpg"))[:40]
-    return faults.Rig(tmp_path, engine, TEST_BROKER_URL, photos, data)
+    return Rig(tmp_path, engine, TEST_BROKER_URL, photos, data)
 
 
 def check(result: dict[str, Any]) -> None:
@@ -31,27 +35,27 @@ def check(result: dict[str, Any]) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_sigkill_mid_batch_then_fresh_worker(rig: faults.Rig) -> None:
-    check(faults.kill9_mid_batch(rig, n=60, timeout_s=120))
+def test_sigkill_mid_batch_then_fresh_worker(rig: Rig) -> None:
+    check(kill9_mid_batch(rig, n=60, timeout_s=120))
 
 
 @pytest.mark.timeout(300)
-def test_redis_shutdown_and_restart(rig: faults.Rig) -> None:
-    result = faults.redis_restart(rig, n=60, timeout_s=120)
+def test_redis_shutdown_and_restart(rig: Rig) -> None:
+    result = redis_restart(rig, n=60, timeout_s=120)
     check(result)
     assert result["worker_pid_unchanged"] and result["reconnects"] >= 1
 
 
 @pytest.mark.timeout(300)
-def test_redis_sigkill_and_restart(rig: faults.Rig) -> None:
-    result = faults.redis_restart(rig, n=60, kill=True, timeout_s=120)
+def test_redis_sigkill_and_restart(rig: Rig) -> None:
+    result = redis_restart(rig, n=60, kill=True, timeout_s=120)
     check(result)
     assert result["worker_pid_unchanged"] and result["reconnects"] >= 1
 
 
 @pytest.mark.timeout(300)
-def test_postgres_refuses_the_database_for_a_while(rig: faults.Rig) -> None:
-    result = faults.postgres_refusal(rig, n=60, outage_s=20, timeout_s=120)
+def test_postgres_refuses_the_database_for_a_while(rig: Rig) -> None:
+    result = postgres_refusal(rig, n=60, outage_s=20, timeout_s=120)
     check(result)
     assert result["refused"] and result["worker_pid_unchanged"]
     assert 0 < result["retry_lines"] <= result["retry_limit"]
@@ -59,16 +63,16 @@ def test_postgres_refuses_the_database_for_a_while(rig: faults.Rig) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_duplicate_deliveries_make_one_row(rig: faults.Rig) -> None:
-    result = faults.duplicate_delivery(rig, n=30, timeout_s=120)
+def test_duplicate_deliveries_make_one_row(rig: Rig) -> None:
+    result = duplicate_delivery(rig, n=30, timeout_s=120)
     check(result)
     assert result["rows_unchanged"]
 
 
 @pytest.mark.timeout(300)
-def test_malformed_and_pickled_messages_are_dead_letters(rig: faults.Rig) -> None:
+def test_malformed_and_pickled_messages_are_dead_letters(rig: Rig) -> None:
     try:
-        result = faults.malformed_and_pickle(rig, timeout_s=90)
+        result = malformed_and_pickle(rig, timeout_s=90)
     finally:  # test_dead_letters counts every dead letter in the database
         with rig.engine.begin() as conn:
             conn.execute(
@@ -79,8 +83,8 @@ def test_malformed_and_pickled_messages_are_dead_letters(rig: faults.Rig) -> Non
 
 
 @pytest.mark.timeout(300)
-def test_poison_mixed_into_a_batch(rig: faults.Rig) -> None:
-    result = faults.poison_in_batch(rig, n=40, timeout_s=90)
+def test_poison_mixed_into_a_batch(rig: Rig) -> None:
+    result = poison_in_batch(rig, n=40, timeout_s=90)
     check(result)
     assert result["dead_letters"] == result["poison_messages"], result
     assert result["left_in_broker"] == 0 and result["serves_after"], result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from pathlib import Path
@@ -10,17 +9,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests import images
-from tests.procs import READY, Proc, worker
+from harness import images
+from harness.procs import READY, Proc, free_port, worker
 
 pytestmark = pytest.mark.usefixtures("redis_client", "clean_tables")
 AUTH = ("ops", "s3cret-test")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def poll(url: str, check, timeout: float = 60):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.hostile import SUCCEEDED, format_table, hostile_inputs
+from harness.hostile.cases import SUCCEEDED
+from harness.hostile.run import format_table, hostile_inputs
 from worker.errors import ErrorCode
 
 pytestmark = pytest.mark.usefixtures("database_url", "redis_client")

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 from db.tables import Result
-from tests import images
+from harness import images, raw_images
+from harness.procs import READY, worker
 from tests.conftest import real_data_or_skip
-from tests.procs import READY, worker
 
 pytestmark = pytest.mark.usefixtures("redis_client", "clean_tables")
 
@@ -77,7 +77,7 @@ def test_bad_references_fail_with_codes_and_worker_goes_on(tmp_path: Path, sessi
         "not_an_image": images.not_an_image(),
         "truncated_image": images.truncated_jpeg(),
         "empty_file": b"",
-        "too_many_pixels": images.bomb_png(30000, 30000),
+        "too_many_pixels": raw_images.bomb_png(30000, 30000),
     }
     refs, expected = [], {}
     for code, data in files.items():

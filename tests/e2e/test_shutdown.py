@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import shutdown_stress as stress
-from benchmarks.fault_rig import Rig, final_rows, fresh_broker, producer_app
-from benchmarks.redis_server import wait_until
-from tests.conftest import ROOT, TEST_BROKER_URL, real_data_or_skip
-from tests.procs import READY, worker
+from harness import shutdown
+from harness.faults.rig import Rig, fresh_broker, producer_app
+from harness.procs import READY, ROOT, wait_until, worker
+from harness.rows import final_rows
+from tests.conftest import TEST_BROKER_URL, real_data_or_skip
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None, reason="openvino not installed"
@@ -25,7 +25,8 @@ pytestmark = pytest.mark.skipif(
 # next signal the main thread takes must reach its handler, not kill the process.
 DROPPED_ELSEWHERE = """
 import os, signal, threading, time
-from models.classifier import build_model, resolve_numerics
+from models.network import build_model
+from models.numerics import resolve_numerics
 from models.openvino_backend import OpenVINOClassifier
 seen = []
 signal.signal(signal.SIGTERM, lambda *a: seen.append(1))
@@ -57,7 +58,7 @@ def test_a_model_dropped_on_another_thread_leaves_the_main_thread_its_signals() 
 def int8_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The benchmarks' INT8 checkpoint, quantised in a child: no INT8 in the pytest process."""
     dest = tmp_path_factory.mktemp("int8")
-    code = "import sys; from pathlib import Path; from benchmarks.int8_model import checkpoint; "
+    code = "import sys; from pathlib import Path; from harness.int8_model import checkpoint; "
     code += "print(checkpoint(Path(sys.argv[1])))"
     out = subprocess.run(
         [sys.executable, "-c", code, str(dest)],
@@ -83,25 +84,25 @@ def test_sigterm_mid_batch_on_a_hot_switched_int8_model(
     app = producer_app(rig.broker_url, 30)
     n = 240
     ids = [f"shutdown-{i}" for i in range(n)]
-    env = stress.worker_env(rig, batch_size=8)
+    env = shutdown.worker_env(rig, batch_size=8)
     from db.session import make_sessionmaker
     from worker.enqueue import submit
 
     with worker(tmp_path, "first", env=env) as first:
         assert first.proc is not None
         first.wait_for_log(READY, 300)
-        stress.set_promoted(engine, "int8-hot", int8_checkpoint)
-        first.wait_for_log(stress.SWITCHED_INT8, 120)  # untrained -> INT8 by the poll thread
+        shutdown.set_promoted(engine, "int8-hot", int8_checkpoint)
+        first.wait_for_log(shutdown.SWITCHED_INT8, 120)  # untrained -> INT8 by the poll thread
         submit(app, make_sessionmaker(engine), rig.refs(n), request_ids=ids, batch_id="shutdown")
         assert wait_until(lambda: final_rows(engine, ids) >= 24, 120, step=0.05)
         at_term = final_rows(engine, ids)
-        rc, exit_s, hung = stress.terminate(first, timeout_s=60)
+        rc, exit_s, hung = shutdown.terminate(first, timeout_s=60)
         text = first.log()
     print(f"\nfirst worker: exit {rc} in {exit_s:.1f} s, {at_term} rows at SIGTERM")
     assert not hung and rc == 0, (rc, text[-4000:])
-    assert stress.crash_stacks(text) is None, text[-4000:]
+    assert shutdown.crash_stacks(text) is None, text[-4000:]
     assert re.search(r"runtime closed: released \S+ in", text), text[-4000:]
-    left = stress.leftovers(rig, client, ids)
+    left = shutdown.leftovers(rig, client, ids)
     print(f"left after the first worker: {json.dumps(left)}")
     assert left["unacked"] == 0, left  # delivered messages went back to the queue, or were acked
     assert left["stranded"] == 0, left  # every photo without its row has its message queued
@@ -112,11 +113,11 @@ def test_sigterm_mid_batch_on_a_hot_switched_int8_model(
         assert second.proc is not None
         second.wait_for_log(READY, 300)
         assert wait_until(lambda: final_rows(engine, ids) == n, 300)
-        rc, _, hung = stress.terminate(second, timeout_s=60)
+        rc, _, hung = shutdown.terminate(second, timeout_s=60)
         text = second.log()
     app.close()
-    assert not hung and rc == 0 and stress.crash_stacks(text) is None, (rc, text[-4000:])
-    assert stress.leftovers(rig, client, ids) == {
+    assert not hung and rc == 0 and shutdown.crash_stacks(text) is None, (rc, text[-4000:])
+    assert shutdown.leftovers(rig, client, ids) == {
         "final_rows": n,
         "rows_queued": 0,
         "in_queue": 0,

@@ -1,0 +1,1 @@
+"""Tests of models/: network, numerics, serving, data, training, evaluation, backends."""

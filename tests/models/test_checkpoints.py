@@ -12,7 +12,7 @@ from models.checkpoints import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from models.classifier import build_model
+from models.network import build_model
 
 
 def test_round_trip_with_metadata(tmp_path) -> None:

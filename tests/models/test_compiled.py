@@ -7,7 +7,9 @@ import copy
 import pytest
 import torch
 
-from models.classifier import Classifier, batch_buckets, build_model, resolve_numerics
+from models.network import build_model
+from models.numerics import resolve_numerics
+from models.serving import Classifier, batch_buckets
 
 
 def test_buckets_are_powers_of_two_up_to_the_largest_batch() -> None:

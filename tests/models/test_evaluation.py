@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from models.classifier import resolve_numerics
 from models.evaluation import best_f1_threshold, evaluate, metrics, roc_auc
 from models.loop import make_loader
+from models.numerics import resolve_numerics
 from models.recipe import Recipe
 from models.transforms import EvalPreset
 

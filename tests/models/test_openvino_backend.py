@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from models import openvino_backend
-from models.classifier import Classifier, build_model, resolve_numerics
+from models.network import build_model
+from models.numerics import resolve_numerics
 from models.openvino_backend import BackendUnavailable, resolve_backend
+from models.serving import Classifier
 
 
 def test_auto_serves_openvino_on_the_cpu_only_when_installed(monkeypatch) -> None:
@@ -34,7 +36,7 @@ def test_openvino_is_refused_on_a_gpu_and_unknown_backends_are_errors() -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
-def test_openvino_fp32_matches_torch_and_keeps_the_threshold_shift() -> None:
+def test_openvino_fp32_matches_torch_with_a_checkpoint_threshold() -> None:
     torch.manual_seed(0)
     model = build_model().eval()
     fp32 = resolve_numerics("cpu", "fp32", channels_last=False)
@@ -56,16 +58,22 @@ def spy(host, *args, **kwargs):
         seen.write(f"{host}\\n")
     raise OSError("tests send nothing off this machine")
 socket.getaddrinfo = spy
-from models.classifier import build_model, resolve_numerics
+from models.network import build_model
+from models.numerics import resolve_numerics
 from models.openvino_backend import OpenVINOClassifier
 numerics = resolve_numerics("cpu", "fp32", channels_last=False)
 OpenVINOClassifier(build_model(), numerics, "v", input_size=32)
+import importlib.util, numpy
+if importlib.util.find_spec("nncf"):  # NNCF reports usage through the same package
+    from models.quantize import quantize
+    quantize(build_model(), [numpy.zeros((32, 32, 3), numpy.uint8)] * 2, 32)
 time.sleep(1.5)  # the sending child is started in the background
 """
 
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
-def test_converting_a_model_sends_no_telemetry(tmp_path) -> None:
+@pytest.mark.slow
+def test_converting_and_quantising_a_model_sends_no_telemetry(tmp_path) -> None:
     # A fresh process: OpenVINO reports on first import, which this test process may
     # have done already. CI=true would silence OpenVINO by itself, so it is removed.
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}

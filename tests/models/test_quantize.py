@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from models.quantize import MIN_CHECK_PHOTOS, Parity, compare, int8_for_checkpoint
+from models.quantize import MIN_CHECK_PHOTOS, Parity, compare
 
 
 def _flipped(p: np.ndarray, n: int) -> np.ndarray:
@@ -31,17 +28,3 @@ def test_parity_needs_995_in_1000_labels_small_shifts_and_enough_photos() -> Non
     assert few.to_dict()["passed"] is False and two.to_dict()["photos"] == MIN_CHECK_PHOTOS
     with pytest.raises(ValueError, match="equal, non-empty"):
         compare(p32, p32[:10])
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("nncf") is None or importlib.util.find_spec("openvino") is None,
-    reason="needs crackq[openvino] (openvino and nncf)",
-)
-def test_too_few_validation_photos_give_no_graph_and_say_why(tmp_path: Path) -> None:
-    val = [(str(tmp_path / f"{i}.jpg"), i % 2) for i in range(MIN_CHECK_PHOTOS - 1)]
-    entry, report = int8_for_checkpoint(tmp_path / "unused.pt", "0" * 64, val, val)
-    assert entry is None
-    assert report == {
-        "skipped": f"{MIN_CHECK_PHOTOS - 1} validation photos; the check needs at least "
-        f"{MIN_CHECK_PHOTOS}"
-    }

@@ -11,22 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
+from harness import images
 from models.checkpoints import expected_sha256, load_checkpoint, model_from_checkpoint
-from models.classifier import build_model, imagenet_available, resolve_numerics
-from models.datasets import Batch, DatasetError, Sample
+from models.datasets import DatasetError, Sample
 from models.evaluation import evaluate, metrics, to_input
-from models.loop import precise_bn
+from models.imagedata import Batch
+from models.loop import make_loader, precise_bn
+from models.network import build_model, imagenet_available, initial_model
+from models.numerics import resolve_numerics
+from models.progress import TrainingCancelled
 from models.recipe import Recipe
 from models.synthetic import make_synthetic_dataset
-from models.training import (
-    TrainingCancelled,
-    fine_tune,
-    initial_model,
-    make_loader,
-    save_trained,
-)
+from models.training import fine_tune, save_trained
 from models.transforms import EvalPreset
-from tests import images
 
 TINY = Recipe(batch_size=16, epochs=1, image_size=64, num_workers=1, precision="auto")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -46,6 +43,7 @@ def _no_worker_processes_left() -> bool:
     return not multiprocessing.active_children()
 
 
+@pytest.mark.slow
 def test_tiny_run_reports_progress_writes_plots_and_counts_bad_images(
     synthetic: dict[str, list[Sample]], tmp_path: Path
 ) -> None:
@@ -81,6 +79,7 @@ def test_tiny_run_reports_progress_writes_plots_and_counts_bad_images(
     assert _no_worker_processes_left()
 
 
+@pytest.mark.slow
 def test_checkpoint_of_a_run_round_trips(synthetic, tmp_path: Path) -> None:
     recipe = Recipe(batch_size=32, epochs=1, image_size=32, num_workers=0, init="random")
     result = fine_tune(synthetic["train"], synthetic["val"], recipe, out_dir=tmp_path)
@@ -96,6 +95,7 @@ def test_checkpoint_of_a_run_round_trips(synthetic, tmp_path: Path) -> None:
         assert torch.equal(restored.state_dict()[key], value)
 
 
+@pytest.mark.slow
 def test_should_stop_cancels_cleanly(synthetic, tmp_path: Path) -> None:
     calls = 0
 

@@ -22,6 +22,15 @@ class Recorder:
             self.batches.append(list(batch))
 
 
+def release(pool: ThreadPoolExecutor, hold: threading.Event, rec: Recorder, n: int) -> None:
+    """Let the held batches run and wait until `n` messages have gone through."""
+    hold.set()
+    deadline = time.monotonic() + 5
+    while sum(map(len, rec.batches)) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pool.shutdown(wait=True)
+
+
 def test_full_batches_are_dispatched_without_waiting() -> None:
     pool = ThreadPoolExecutor(2)
     hold = threading.Event()
@@ -32,11 +41,7 @@ def test_full_batches_are_dispatched_without_waiting() -> None:
     # 0 goes alone (the model was idle), 1-4 as soon as they fill a batch; 5-7 wait for
     # a free slot and then for an idle model, since max_wait_s is long.
     assert b.batches == 2 and b.pending() == 3
-    hold.set()
-    deadline = time.monotonic() + 5
-    while sum(map(len, rec.batches)) < 8 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    pool.shutdown(wait=True)
+    release(pool, hold, rec, 8)
     assert sorted(map(tuple, rec.batches)) == [(0,), (1, 2, 3, 4), (5, 6, 7)]
 
 
@@ -75,11 +80,7 @@ def test_in_flight_limit_makes_the_buffer_grow_into_big_batches() -> None:
     for i in range(20):
         b.add(i)  # type: ignore[arg-type]
     assert b.batches == 1 and b.pending() == 19  # the model is busy: the rest accumulates
-    hold.set()
-    deadline = time.monotonic() + 5
-    while sum(map(len, rec.batches)) < 20 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    pool.shutdown(wait=True)
+    release(pool, hold, rec, 20)
     assert [len(x) for x in rec.batches] == [1, 16, 3]
     assert b.largest_batch == 16
 

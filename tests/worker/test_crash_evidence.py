@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from harness.procs import ROOT
 
 NULL_READ = "import ctypes; ctypes.string_at(0)"  # a segfault, as a native bug would cause
 IN_PROCESS = f"import worker.app; {NULL_READ}"

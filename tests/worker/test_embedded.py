@@ -16,7 +16,8 @@ import redis
 import sqlalchemy as sa
 from kombu import Connection
 
-from worker.embedded import answers, embedded_services, open_services, redact, resolve_services
+from worker.embedded import embedded_services
+from worker.services import answers, open_services, redact, resolve_services
 from worker.settings import DEFAULT_BROKER_URL, DEFAULT_DATABASE_URL, Settings
 
 log = logging.getLogger(__name__)

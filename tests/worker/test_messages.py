@@ -30,6 +30,15 @@ def test_valid_classify_kwargs() -> None:
         ((), {"image_ref": "a", "request_id": 7}, "request_id"),
         ((), {"image_ref": ""}, "image_ref"),
         ((), ["image_ref"], "object"),
+        # hostile bodies: shapes and values PostgreSQL cannot hold
+        (5, {"image_ref": "a"}, "args must be a list"),
+        (True, {"image_ref": "a"}, "args must be a list"),
+        ("ab", {"image_ref": "a"}, "args must be a list"),
+        ((), {"image_ref": "a", "request_id": "r\x00"}, "NUL"),
+        ((), {"image_ref": "a\x00b"}, "NUL"),
+        ((), {"image_ref": "a", "batch_id": "b\x00"}, "NUL"),
+        ((), {"image_ref": "a", "submitted_at": "0001-01-01T00:00:00+00:00"}, "between"),
+        ((), {"image_ref": "a", "submitted_at": "9999-12-31T23:59:59"}, "between"),
     ],
 )
 def test_invalid_classify_kwargs_are_refused_with_reason(args, kwargs, needle) -> None:

@@ -6,7 +6,8 @@ import pytest
 
 from db import registry
 from models.checkpoints import save_checkpoint
-from models.classifier import build_model, resolve_numerics
+from models.network import build_model
+from models.numerics import resolve_numerics
 from worker.modelstore import RANDOM_INIT_VERSION, ModelHolder, build_classifier, choose_source
 
 pytestmark = pytest.mark.usefixtures("clean_tables")

@@ -72,7 +72,7 @@ def test_flower_gets_basic_auth_through_the_environment() -> None:
 
 
 def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
-    from tests.conftest import ROOT
+    from harness.procs import ROOT
     from worker.settings import Settings
 
     readme = (ROOT / "README.md").read_text()

@@ -1,0 +1,1 @@
+"""What tests and benchmarks share: real processes, throwaway services, fault scenarios."""

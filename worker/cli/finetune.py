@@ -1,0 +1,88 @@
+"""`crackq finetune [start] | cancel RUN | status RUN | list`: training runs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from db import runs
+from db.tables import TrainingRun
+from models.recipe import Recipe
+from worker.cli.output import row_fields, sessions, to_json
+from worker.settings import get_settings
+from worker.waiting import wait_run
+
+RUN_FIELDS = ("run_id", "status", "message", "model_version", "promoted", "metrics", "progress")
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    if args.verb == "list":
+        with sessions()() as session:
+            for run in runs.list_runs(session):
+                print(
+                    f"{run.run_id}  {run.status:<9}  {run.created_at:%Y-%m-%d %H:%M}  "
+                    f"{run.model_version or '-'}  {run.message or ''}"
+                )
+        return 0
+    if args.verb in ("cancel", "status"):
+        if not args.run_id:
+            raise ValueError(f"finetune {args.verb} needs a RUN id")
+        with sessions()() as session, session.begin():
+            if args.verb == "cancel":
+                run = runs.request_cancel(session, args.run_id)
+                print(f"cancel requested for {run.run_id}; it stops within a few seconds")
+            else:
+                print(to_json(describe(runs.get_run(session, args.run_id)), indent=2))
+        return 0
+    return _start(args)
+
+
+def _start(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: they load torch, which `crackq --help` should not wait for.
+    from worker.app import app
+    from worker.finetune import start_run
+    from worker.trainingdata import DataSpec
+
+    spec = DataSpec(
+        folders=[_abs(d) for d in args.data],
+        manifests=[_abs(m) for m in args.manifest],
+        use_labels=args.labels,
+        val_folder=_abs(args.val_data) if args.val_data else None,
+    )
+    if not (spec.folders or spec.manifests or spec.use_labels):
+        raise ValueError("no training data: pass --data DIR, --manifest CSV and/or --labels")
+    settings = get_settings()
+    auto = settings.auto_promote and not args.no_promote
+    factory = sessions()
+    run_id = start_run(
+        app, factory, spec, recipe_from_args(args), auto, settings.training_time_limit_s
+    )
+    print(run_id)
+    if args.wait:
+        run = wait_run(factory, run_id)
+        print(to_json(describe(run), indent=2))
+        return 0 if run.status == "succeeded" else 1
+    return 0
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """The reference recipe with the --flags given on the command line."""
+    names = (f.name for f in dataclasses.fields(Recipe))
+    overrides = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    return Recipe.from_dict(overrides)
+
+
+def describe(run: TrainingRun) -> dict[str, Any]:
+    return {
+        **row_fields(run, RUN_FIELDS),
+        "data": run.data_summary,
+        "artifacts": run.artifacts_dir,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def _abs(path: str) -> str:
+    return str(Path(path).expanduser().resolve())

@@ -1,0 +1,244 @@
+"""The `crackq` command's one parser; each subcommand runs a function of a command module."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from models.recipe import Recipe
+from worker.cli import deadletters, demo, finetune, inspect, labels, models, service
+from worker.settings import get_settings
+
+EPILOG = """\
+Settings come from CRACKQ_* environment variables or a .env file (see .env.example).
+Start Flower (the operators' dashboard) with `crackq flower` (basic auth from
+CRACKQ_FLOWER_BASIC_AUTH=user:password), or `celery -A worker.app flower`.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crackq",
+        description="Asynchronous crack inspection: Redis queue -> Celery -> ResNet50 -> PostgreSQL.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, run: Callable[[argparse.Namespace], int], **kw: Any
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, **kw)
+        p.set_defaults(run=run)
+        return p
+
+    def refs_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("refs", nargs="*", help="image references: path, file://, http(s)://, s3://")
+        p.add_argument("--dir", type=Path, help="submit every image file below this folder")
+        p.add_argument("--from-file", type=Path, help="file with one reference per line")
+        p.add_argument("--batch-id", help="label this submission (default: generated)")
+
+    p = add(
+        "submit",
+        inspect.run_submit,
+        help="enqueue image references; prints their request ids at once",
+    )
+    refs_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of ids")
+
+    p = add(
+        "classify",
+        inspect.run_classify,
+        help="submit, show progress until every row is stored, summarise",
+    )
+    refs_args(p)
+    p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "json", "none"),
+        default="none",
+        help="also print the rows",
+    )
+
+    p = add("results", inspect.run_results, help="query stored results (table, CSV or JSON)")
+    p.add_argument("--batch-id")
+    p.add_argument("--request-id", action="append", help="repeatable")
+    p.add_argument("--status", choices=("queued", "succeeded", "failed"))
+    p.add_argument("--label", choices=("crack", "no_crack"))
+    p.add_argument("--model-version")
+    p.add_argument("--since", help="ISO-8601 time, e.g. 2026-11-25T00:00:00Z")
+    p.add_argument("--limit", type=int, default=100, help="0 = no limit (default 100)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    p = add(
+        "worker",
+        service.run_worker,
+        help="start a Celery worker with the right queue, pool and concurrency",
+    )
+    p.add_argument("--queues", "-Q", choices=("inference", "training"), default="inference")
+    p.add_argument("--concurrency", "-c", type=int, help="threads (inference) ; default 2")
+    p.add_argument("--hostname", "-n", help="Celery node name (default: QUEUE-PID@host)")
+    p.add_argument("--loglevel", "-l", help="default: CRACKQ_LOG_LEVEL")
+    p.add_argument(
+        "--gpus",
+        help="inference: comma-separated GPU indices, one worker process "
+        "each (default: every visible GPU, or the CPU when there is none)",
+    )
+
+    p = add(
+        "flower", service.run_flower, help="start Flower, the Celery dashboard, on the same broker"
+    )
+    p.add_argument("--port", type=int)
+    p.add_argument(
+        "--unauthenticated-api",
+        action="store_true",
+        help="allow Flower's HTTP API without auth (local testing only)",
+    )
+
+    p = add("migrate", service.run_migrate, help="apply database migrations (alembic upgrade)")
+    p.add_argument("--revision", default="head")
+    p.add_argument("--downgrade", metavar="REV", help="downgrade to REV instead")
+    p.add_argument(
+        "--create-database",
+        action="store_true",
+        help="CREATE DATABASE first when the server lacks it (needs the CREATEDB privilege)",
+    )
+
+    p = add(
+        "finetune",
+        finetune.run_finetune,
+        help="fine-tune the model on the training queue (returns a run id)",
+        description="crackq finetune [start] --data DIR ... | cancel RUN | status RUN | list",
+    )
+    p.add_argument(
+        "verb", nargs="?", default="start", choices=("start", "cancel", "status", "list")
+    )
+    p.add_argument("run_id", nargs="?", help="the run, for cancel and status")
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        help="folder with Positive/Negative (or crack/no_crack) sub-folders; repeatable",
+    )
+    p.add_argument(
+        "--manifest", action="append", default=[], help="CSV with path,label; repeatable"
+    )
+    p.add_argument(
+        "--labels", action="store_true", help="also train on operators' labels (crackq label)"
+    )
+    p.add_argument("--val-data", help="explicit validation folder (default: grouped split)")
+    p.add_argument("--no-promote", action="store_true", help="never promote automatically")
+    p.add_argument("--wait", action="store_true", help="show live progress until the run ends")
+    recipe = p.add_argument_group("recipe (defaults: the reference card)")
+    kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "bool": _bool}
+    for f in dataclasses.fields(Recipe):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kind = kinds.get(str(f.type).split(" ")[0], str)
+        recipe.add_argument(
+            f"--{f.name.replace('_', '-')}", type=kind, default=None, help=f"default {default}"
+        )
+
+    p = add(
+        "models",
+        models.run_models,
+        help="the model registry: list | show V | promote V | rollback",
+    )
+    p.add_argument("verb", choices=("list", "show", "promote", "rollback"))
+    p.add_argument("version", nargs="?")
+
+    p = add(
+        "label",
+        labels.run_label,
+        help="attach an operator's ground-truth label to a stored result",
+    )
+    p.add_argument("request_id", help="the result's request id")
+    p.add_argument("label", choices=("crack", "no_crack"))
+    p.add_argument("--by", help="who labelled it (default: your user name)")
+
+    p = add(
+        "demo",
+        demo.run_demo,
+        help="the whole loop: train a first model, promote it, classify "
+        "held-out photos through the queue, report accuracy",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="folder with Positive/Negative photos (default: "
+        "synthetic images the demo draws itself)",
+    )
+    p.add_argument("--train-images", type=int, default=640, help="photos to train on (default 640)")
+    p.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
+    p.add_argument(
+        "--classify", type=int, default=200, help="held-out photos to classify (default 200)"
+    )
+
+    p = add(
+        "dead-letters",
+        deadletters.run_dead_letters,
+        help="refused messages with their reason: list | show ID | replay ID",
+    )
+    p.add_argument("verb", choices=("list", "show", "replay"))
+    p.add_argument("id", nargs="?", type=int)
+    p.add_argument("--all", action="store_true", help="list replayed ones too")
+
+    p = add(
+        "status",
+        inspect.run_status,
+        help="queue depths, workers, rows/s over the last minute and the served model",
+    )
+    p.add_argument(
+        "--watch", type=float, metavar="SECONDS", help="print again every SECONDS until Ctrl-C"
+    )
+    p = add(
+        "requeue",
+        inspect.run_requeue,
+        help="re-send the messages of results still queued after a while (lost messages)",
+        description="Re-send one message per result row still `queued` after --older-than "
+        "seconds. A worker killed at the wrong instant can lose a message (the row then "
+        "stays queued); re-sending is safe: each request id is stored once and a worker "
+        "skips ids already finished.",
+    )
+    p.add_argument(
+        "--older-than",
+        type=float,
+        metavar="SECONDS",
+        help="rows created more than this long ago (default: CRACKQ_VISIBILITY_TIMEOUT_S, "
+        "after which Redis would have redelivered any message a worker still held)",
+    )
+    p.add_argument("--limit", type=int, default=100_000, help="at most this many (oldest first)")
+    p.add_argument("--dry-run", action="store_true", help="list them; send nothing")
+    add("schema", service.run_schema, help="print the JSON Schemas of the task arguments")
+    return parser
+
+
+def _bool(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from kombu.exceptions import OperationalError as BrokerUnavailable
+    from kombu.utils.url import maybe_sanitize_url
+    from redis.exceptions import RedisError
+
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError, LookupError) as exc:
+        print(f"crackq {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (RedisError, BrokerUnavailable) as exc:  # wrong password, TLS, unreachable
+        broker = maybe_sanitize_url(settings.broker())  # password masked
+        print(f"crackq {args.command}: error: broker {broker}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,65 @@
+"""`crackq models list | show V | promote V | rollback`: the model registry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from db import registry
+from worker.cli.output import row_fields, sessions, to_json
+from worker.settings import get_settings
+
+VERSION_FIELDS = (
+    "version",
+    "parent_version",
+    "status",
+    "checkpoint_uri",
+    "sha256",
+    "config",
+    "metrics",
+    "data_summary",
+    "created_at",
+    "promoted_at",
+)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    with sessions()() as session, session.begin():
+        if args.verb == "list":
+            for v in registry.list_versions(session):
+                m = v.metrics or {}
+                print(
+                    f"{v.version:<28} {v.status:<9} acc={_f(m.get('accuracy'))} auc={_f(m.get('auc'))} "
+                    f"f1={_f(m.get('f1'))} int8={_int8(m)}  parent={v.parent_version or '-'}"
+                )
+            return 0
+        if args.verb == "rollback":
+            row = registry.rollback(session)
+        else:
+            if not args.version:
+                raise ValueError(f"models {args.verb} needs a VERSION")
+            row = (
+                registry.promote(session, args.version)
+                if args.verb == "promote"
+                else registry.get(session, args.version)
+            )
+        print(to_json(row_fields(row, VERSION_FIELDS), indent=2))
+    if args.verb in ("promote", "rollback"):
+        print(
+            f"promoted {row.version}; inference workers switch within "
+            f"{get_settings().model_poll_s:g} s",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _int8(metrics: dict[str, Any]) -> str:
+    """yes: the checkpoint carries an INT8 graph that passed its check; no; or - (not tried)."""
+    if not metrics.get("int8"):
+        return "-"
+    return "yes" if metrics["int8"].get("passed") else "no"
+
+
+def _f(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "-"
