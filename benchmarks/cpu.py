@@ -8,6 +8,7 @@ they go, whatever the machine's speed.
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +74,14 @@ class CpuMeter:
         out = {k: round(1000.0 * v / max(images, 1), 2) for k, v in used.items()}
         out["total"] = round(sum(out.values()), 2)
         return out
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (figures depend on the host)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -28,6 +28,8 @@ SUITES = {
     "shutdown": ("benchmarks.shutdown_stress", "SIGTERM workers serving a hot-switched INT8 "
                  "model, count crashes"),
     "train": ("benchmarks.train_quick", "a quick fine-tuning run on real photos"),
+    "robustness": ("benchmarks.robustness", "a checkpoint on held-out photos under blur, noise, "
+                   "scale, colour, texture shifts; accuracy, F1, AUC per shift"),
     "model": ("benchmarks.model_speed", "one backend's raw forward speed (the speed suite "
               "starts it in a fresh process)"),
     "inprocess": ("benchmarks.inprocess", "the pipeline without the queue (the speed suite "

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import services
+from benchmarks.cpu import cpu_model
 
 log = logging.getLogger(__name__)
 NAMES = ("model", "decode", "bulk_write", "e2e", "trickle", "rss", "naive", "inprocess")
@@ -59,6 +60,7 @@ def host_info() -> dict[str, Any]:
 
     lib = find_allocator(get_settings().allocator)
     return {
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "allocator": Path(lib).name if lib else "system",

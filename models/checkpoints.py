@@ -7,6 +7,7 @@ import io
 import os
 import re
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from models.network import ARCHITECTURE, CLASSES, build_model
+from models.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT = "crackq-checkpoint/1"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -21,6 +23,42 @@ SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, tampered with, or not a crackq checkpoint."""
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """What serving a checkpoint's model takes, stored inside it (timm's `pretrained_cfg`)."""
+
+    image_size: int = 224
+    threshold: float = 0.5  # the operating point chosen on the run's validation split
+    classes: tuple[str, ...] = CLASSES
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def serving_config(payload: dict[str, Any]) -> ServingConfig:
+    """The one place a checkpoint's serving config is read (older files: recipe and threshold)."""
+    stored = payload.get("serving")
+    if stored is None:
+        stored = {
+            "image_size": (payload.get("recipe") or {}).get("image_size", 224),
+            "threshold": payload.get("threshold") or 0.5,
+            "classes": payload.get("classes", CLASSES),
+        }
+    config = ServingConfig(
+        image_size=int(stored["image_size"]),
+        threshold=float(stored["threshold"]),
+        classes=tuple(stored["classes"]),
+        mean=tuple(stored.get("mean", IMAGENET_MEAN)),
+        std=tuple(stored.get("std", IMAGENET_STD)),
+    )
+    if (config.mean, config.std) != (IMAGENET_MEAN, IMAGENET_STD):
+        # serving normalises with ImageNet's statistics (models.transforms) and nothing else
+        raise CheckpointError(f"unsupported normalisation {config.mean} / {config.std}")
+    return config
 
 
 def sha256_file(path: Path) -> str:
@@ -47,6 +85,7 @@ def save_checkpoint(path: Path, model: nn.Module, **metadata: Any) -> str:
         "state_dict": cpu_state_dict(model),
         **metadata,
     }
+    payload.setdefault("serving", serving_config(payload).to_dict())
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -130,12 +169,6 @@ def load_checkpoint(path: Path, sha256: str | None) -> dict[str, Any]:
 
 def model_from_checkpoint(payload: dict[str, Any]) -> nn.Module:
     """A ResNet50 with the checkpoint's weights loaded (strict)."""
-    model = build_model(num_classes=len(payload.get("classes", CLASSES)))
+    model = build_model(num_classes=len(serving_config(payload).classes))
     model.load_state_dict(payload["state_dict"], strict=True)
     return model
-
-
-def input_size_and_threshold(payload: dict[str, Any]) -> tuple[int, float]:
-    """The side a checkpoint's model was trained at, and its chosen operating threshold."""
-    size = int((payload.get("recipe") or {}).get("image_size", 224))
-    return size, float(payload.get("threshold") or 0.5)

@@ -10,6 +10,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 from PIL.TiffImagePlugin import BITSPERSAMPLE, ROWSPERSTRIP, TILELENGTH, TILEWIDTH, TiffImageFile
 
+from models.formats import CAMERA_FORMATS, PHOTO_FORMAT_NAMES
 from worker.errors import ErrorCode, ImageError
 from worker.pixels import to_rgb
 
@@ -25,9 +26,7 @@ Image.init()
 
 # Photo formats only: every other Pillow plugin is attack surface (and EPS would run
 # Ghostscript). Drones and industrial cameras write TIFF; BMP and GIF only when
-# configured (CRACKQ_IMAGE_FORMATS, which names these same formats).
-SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF")
-CAMERA_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "TIFF")
+# configured (CRACKQ_IMAGE_FORMATS, which names these same formats): models/formats.py.
 
 # Decoder memory, in bytes per pixel of the cap: the decoded image plus the largest
 # buffer its decoder fills at once may take as much as two RGB images at the cap (Pillow
@@ -50,7 +49,7 @@ def decode_image(
 ) -> Image.Image:
     """Decode `data` into an upright RGB image, or raise ImageError saying why not.
 
-    Only `formats` are opened (names from SUPPORTED_FORMATS; JPEG includes MPO, the
+    Only `formats` are opened (names from PHOTO_FORMAT_NAMES; JPEG includes MPO, the
     multi-picture JPEG phones write). Sizes, decoder regions and pixel modes are checked
     from the header before any decoder allocates. JPEGs are decoded at a reduced DCT
     scale when that keeps both sides >= `target`, so a 12-megapixel photo costs about
@@ -86,16 +85,16 @@ def decode_image(
 
 
 def _plugins(formats: Collection[str]) -> tuple[str, ...]:
-    unknown = sorted(set(formats) - set(SUPPORTED_FORMATS))
+    unknown = sorted(set(formats) - set(PHOTO_FORMAT_NAMES))
     if unknown:
-        raise ValueError(f"unknown image formats {unknown}; known: {SUPPORTED_FORMATS}")
+        raise ValueError(f"unknown image formats {unknown}; known: {PHOTO_FORMAT_NAMES}")
     names = [*formats, "MPO"] if "JPEG" in formats else formats
-    return tuple(f for f in SUPPORTED_FORMATS if f in names and f in Image.OPEN)
+    return tuple(f for f in PHOTO_FORMAT_NAMES if f in names and f in Image.OPEN)
 
 
 def _unrecognised(data: bytes, formats: Collection[str]) -> str:
     """Name a supported format left out of `formats`, from its magic number alone."""
-    for name in SUPPORTED_FORMATS:
+    for name in PHOTO_FORMAT_NAMES:
         accept = Image.OPEN[name][1] if name in Image.OPEN else None
         if name not in formats and accept is not None and accept(data[:16]):
             return (

@@ -14,7 +14,7 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import registry, runs
-from models.checkpoints import input_size_and_threshold, load_checkpoint, model_from_checkpoint
+from models.checkpoints import load_checkpoint, model_from_checkpoint, serving_config
 from models.datasets import DatasetError
 from models.evaluation import evaluate, metrics
 from models.loop import make_loader
@@ -159,8 +159,10 @@ def _int8_graph(run: _Run, data: TrainingData, result: TrainResult) -> dict[str,
     # The INT8 child reads photos with models' own loader, without the allowed roots
     # or the URL reader: give it the operator's files only, never labelled refs.
     train, val = ([s for s in part if s[0] in data.load.trusted] for part in data.parts)
-    size, threshold = input_size_and_threshold(result.metadata())
-    graph, result.metrics["int8"] = int8_in_child(result.model, size, threshold, train, val)
+    config = serving_config(result.metadata())
+    graph, result.metrics["int8"] = int8_in_child(
+        result.model, config.image_size, config.threshold, train, val
+    )
     return {} if graph is None else {INT8_KEY: graph}
 
 

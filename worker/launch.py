@@ -60,6 +60,11 @@ def serves_openvino(settings: Settings) -> bool:
     return resolve_backend(settings.backend, "cpu") == "openvino"
 
 
+def celery_command() -> list[str]:
+    """Celery's own CLI on our app, in this interpreter (workers and Flower start from it)."""
+    return [sys.executable, "-m", "celery", "-A", "worker.app"]
+
+
 def worker_launch(
     settings: Settings,
     queue: str,
@@ -78,23 +83,8 @@ def worker_launch(
     if queue not in (INFERENCE_QUEUE, TRAINING_QUEUE):
         raise ValueError(f"unknown queue {queue!r}: use {INFERENCE_QUEUE} or {TRAINING_QUEUE}")
     host = hostname or f"{queue}-{os.getpid()}@{socket.gethostname()}"
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.app",
-        "worker",
-        "-Q",
-        queue,
-        "-n",
-        host,
-        "-l",
-        loglevel or settings.log_level,
-        "-E",
-        "--without-gossip",
-        "--without-mingle",
-    ]
+    argv = [*celery_command(), "worker", "-Q", queue, "-n", host, "-l"]
+    argv += [loglevel or settings.log_level, "-E", "--without-gossip", "--without-mingle"]
     env: dict[str, str] = {}
     if queue == INFERENCE_QUEUE:
         n = concurrency or settings.worker_concurrency or 2
@@ -132,11 +122,7 @@ def flower_launch(
             "set CRACKQ_FLOWER_BASIC_AUTH=user:password, or CRACKQ_FLOWER_ADDRESS=127.0.0.1"
         )
     argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.app",
+        *celery_command(),
         "flower",
         f"--port={port or settings.flower_port}",
         f"--address={settings.flower_address}",

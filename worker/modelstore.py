@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import registry
 from models.checkpoints import (
     expected_sha256,
-    input_size_and_threshold,
     load_checkpoint,
     model_from_checkpoint,
+    serving_config,
 )
 from models.network import (
     PretrainedUnavailable,
@@ -92,12 +92,13 @@ def build_classifier(
     if source.checkpoint is not None:
         payload = load_checkpoint(source.checkpoint, source.sha256)
         version = str(payload.get("version") or source.version)
-        size, threshold = input_size_and_threshold(payload)
+        config = serving_config(payload)
         serve_int8 = int8 and backend == "openvino"
         graph = payload.get(INT8_KEY) if serve_int8 else None
         if serve_int8 and graph is None:
             log.info("%s has no INT8 graph (see CRACKQ_INT8); serving it in bf16/fp32", version)
-        return prepare(model_from_checkpoint(payload), version, size, threshold, graph)
+        weights = model_from_checkpoint(payload)
+        return prepare(weights, version, config.image_size, config.threshold, graph)
     version = RANDOM_INIT_VERSION
     model = None
     if pretrained == "always" or (pretrained == "auto" and imagenet_available()):

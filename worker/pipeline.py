@@ -16,10 +16,11 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import results
+from models.formats import CAMERA_FORMATS
 from models.network import CLASSES, CRACK_INDEX
 from models.serving import Classifier
 from models.transforms import EvalPreset, stack
-from worker.decode import CAMERA_FORMATS, decode_image
+from worker.decode import decode_image
 from worker.errors import ErrorCode, ImageError
 from worker.sources import SourceLimits, read_bytes
 

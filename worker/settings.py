@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/crackq"
-# worker.decode.SUPPORTED_FORMATS, named here so reading settings never imports Pillow
+# models.formats.PHOTO_FORMAT_NAMES as a type (a test keeps the two equal)
 ImageFormat = Literal["JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF"]
 DEFAULT_IMAGE_FORMATS: tuple[ImageFormat, ...] = ("JPEG", "MPO", "PNG", "WEBP", "TIFF")
 

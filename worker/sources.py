@@ -6,7 +6,7 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,26 +44,54 @@ class SourceLimits:
 
 def read_bytes(ref: str, limits: SourceLimits) -> bytes:
     """The bytes `ref` names, or ImageError with the reason it cannot be read."""
-    try:
-        scheme = urlsplit(ref).scheme.lower()
-    except ValueError as exc:  # e.g. a malformed IPv6 netloc
-        raise ImageError(ErrorCode.INVALID_REQUEST, f"{ref}: not a valid reference") from exc
-    if scheme == "":
-        data = _read_local(ref, ref, limits)
-    elif scheme == "file":
-        parts = urlsplit(ref)
-        if parts.netloc not in ("", "localhost"):
-            raise ImageError(ErrorCode.UNSUPPORTED_SCHEME, f"{ref}: file:// on a remote host")
-        data = _read_local(ref, unquote(parts.path), limits)
-    elif scheme in ("http", "https"):
-        data = fetch_http(ref, limits.max_bytes, limits.http_timeout_s, limits.allow_private_urls)
-    elif scheme == "s3":
+    path = local_path(ref)
+    if path is not None:
+        data = _read_local(ref, path, limits)
+    elif urlsplit(ref).scheme.lower() == "s3":
         data = _read_s3(ref, limits)
     else:
-        raise ImageError(ErrorCode.UNSUPPORTED_SCHEME, f"{ref}: unsupported scheme {scheme!r}")
+        data = fetch_http(ref, limits.max_bytes, limits.http_timeout_s, limits.allow_private_urls)
     if not data:
         raise ImageError(ErrorCode.EMPTY_FILE, f"{ref}: zero bytes")
     return data
+
+
+def local_path(ref: str) -> str | None:
+    """The filesystem path a plain or `file://` reference names; None for http(s) and s3.
+
+    Raises ImageError for a malformed reference or a scheme crackq does not read.
+    """
+    try:
+        parts = urlsplit(ref)
+    except ValueError as exc:  # e.g. a malformed IPv6 netloc
+        raise ImageError(ErrorCode.INVALID_REQUEST, f"{ref}: not a valid reference") from exc
+    scheme = parts.scheme.lower()
+    if scheme == "":
+        return ref
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ImageError(ErrorCode.UNSUPPORTED_SCHEME, f"{ref}: file:// on a remote host")
+        return unquote(parts.path)
+    if scheme in ("http", "https", "s3"):
+        return None
+    raise ImageError(ErrorCode.UNSUPPORTED_SCHEME, f"{ref}: unsupported scheme {scheme!r}")
+
+
+def allowed_root(ref: str, path: str, roots: Sequence[Path]) -> tuple[Path, Path]:
+    """(root, real path) when `path` lies under one of `roots`; else ImageError.
+
+    realpath follows every symlink and folds `..`, so the test judges where the bytes
+    really are, not what the reference spells. Nothing about the file is looked at.
+    """
+    try:
+        real = Path(os.path.realpath(path))
+    except (ValueError, OSError) as exc:  # NUL bytes, symlink loops
+        raise ImageError(ErrorCode.PATH_NOT_ALLOWED, f"{ref}: {exc}") from exc
+    for root in roots:
+        resolved = Path(os.path.realpath(root))
+        if real.is_relative_to(resolved):
+            return resolved, real
+    raise ImageError(ErrorCode.PATH_NOT_ALLOWED, f"{ref}: outside the allowed roots")
 
 
 def _read_capped(read: Callable[[int], bytes], max_bytes: int, ref: str) -> bytes:
@@ -82,17 +110,8 @@ def _read_capped(read: Callable[[int], bytes], max_bytes: int, ref: str) -> byte
 
 
 def _read_local(ref: str, path: str, limits: SourceLimits) -> bytes:
-    try:
-        # realpath follows every symlink and folds `..`, so the containment test below
-        # judges where the bytes really are, not what the reference spells
-        real = Path(os.path.realpath(path))
-    except (ValueError, OSError) as exc:  # NUL bytes, symlink loops
-        raise ImageError(ErrorCode.PATH_NOT_ALLOWED, f"{ref}: {exc}") from exc
-    roots = [Path(os.path.realpath(root)) for root in limits.allowed_roots]
     # checked before existence so refused paths reveal nothing about the filesystem
-    root = next((r for r in roots if real.is_relative_to(r)), None)
-    if root is None:
-        raise ImageError(ErrorCode.PATH_NOT_ALLOWED, f"{ref}: outside the allowed roots")
+    root, real = allowed_root(ref, path, limits.allowed_roots)
     try:
         fd = _open_beneath(root, real.relative_to(root).parts)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,7 +26,8 @@ from models.datasets import (
 )
 from models.network import CLASSES
 from worker.decode import decode_image
-from worker.sources import SourceLimits, read_bytes
+from worker.errors import ErrorCode, ImageError
+from worker.sources import SourceLimits, allowed_root, local_path, read_bytes
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -156,6 +155,14 @@ def _labelled(
     return samples, dict(skipped)
 
 
+# What the run's summary says for each reason worker.sources refuses a reference unread.
+REFUSED = {
+    ErrorCode.INVALID_REQUEST: "not a valid reference",
+    ErrorCode.UNSUPPORTED_SCHEME: "unsupported scheme",
+    ErrorCode.PATH_NOT_ALLOWED: "outside the allowed roots (CRACKQ_ALLOWED_ROOTS)",
+}
+
+
 def _refused(ref: str, roots: Sequence[Path]) -> str | None:
     """Why worker.sources.read_bytes would refuse `ref` before reading it, or None.
 
@@ -163,21 +170,12 @@ def _refused(ref: str, roots: Sequence[Path]) -> str | None:
     holds no ref a reader must refuse: the reader checks again when it reads.
     """
     try:
-        parts = urlsplit(ref)
-    except ValueError:
-        return "not a valid reference"
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https", "s3"):
-        return None
-    if scheme not in ("", "file") or (scheme == "file" and parts.netloc not in ("", "localhost")):
-        return "unsupported scheme"
-    try:
-        real = Path(os.path.realpath(ref if scheme == "" else unquote(parts.path)))
-    except (ValueError, OSError):
-        return "not a valid reference"
-    if any(real.is_relative_to(os.path.realpath(root)) for root in roots):
-        return None
-    return "outside the allowed roots (CRACKQ_ALLOWED_ROOTS)"
+        path = local_path(ref)
+        if path is not None:
+            allowed_root(ref, path, roots)
+    except ImageError as exc:
+        return REFUSED.get(exc.code, str(exc))
+    return None
 
 
 def summary(

@@ -7,10 +7,12 @@ import torch
 
 from models.checkpoints import (
     CheckpointError,
+    ServingConfig,
     expected_sha256,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
+    serving_config,
 )
 from models.network import build_model
 
@@ -24,6 +26,21 @@ def test_round_trip_with_metadata(tmp_path) -> None:
     restored = model_from_checkpoint(payload)
     assert torch.equal(restored.fc.weight, model.fc.weight)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_serving_config_travels_inside_the_checkpoint(tmp_path) -> None:
+    meta = {"recipe": {"image_size": 96}, "threshold": 0.3}
+    sha = save_checkpoint(tmp_path / "m.pt", build_model(), version="v1", **meta)
+    payload = load_checkpoint(tmp_path / "m.pt", sha)
+    stored = payload["serving"]
+    assert stored["image_size"] == 96 and stored["threshold"] == 0.3
+    assert stored["classes"] == ["no_crack", "crack"] and len(stored["mean"]) == 3
+    assert serving_config(payload) == ServingConfig(image_size=96, threshold=0.3)
+    del payload["serving"]  # a checkpoint written before the config was stored
+    assert serving_config(payload) == ServingConfig(image_size=96, threshold=0.3)
+    assert serving_config({}) == ServingConfig()
+    with pytest.raises(CheckpointError, match="normalisation"):
+        serving_config({"serving": {**stored, "mean": [0.5, 0.5, 0.5]}})
 
 
 def test_changed_bytes_are_refused(tmp_path) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness import images, raw_images
-from worker.decode import CAMERA_FORMATS, SUPPORTED_FORMATS, decode_image
+from models.formats import CAMERA_FORMATS, PHOTO_FORMAT_NAMES
+from worker.decode import decode_image
 from worker.errors import ImageError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +88,7 @@ def _serve() -> None:
     os.dup2(2, 1)  # nothing a library prints may corrupt the answers
     warm = [images.jpeg(), images.rgba_png(), raw_images.tiled_tiff(), images.tiff_float()]
     for data in warm:  # first use imports plugins and fills caches
-        decode_image(data, RSS_CAP, formats=SUPPORTED_FORMATS)
+        decode_image(data, RSS_CAP, formats=PHOTO_FORMAT_NAMES)
     while True:
         try:
             data, max_pixels, formats = pickle.load(sys.stdin.buffer)

@@ -10,8 +10,9 @@ from PIL import Image
 from pydantic import ValidationError
 
 from harness import images
+from models.formats import CAMERA_FORMATS, PHOTO_FORMAT_NAMES
 from tests.worker.decoding import MAX_PIXELS
-from worker.decode import CAMERA_FORMATS, SUPPORTED_FORMATS, decode_image
+from worker.decode import decode_image
 from worker.errors import ErrorCode, ImageError
 from worker.settings import Settings
 
@@ -45,7 +46,7 @@ def test_jpeg_includes_the_multi_picture_jpegs_phones_write() -> None:
 def test_image_formats_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     field = Settings.model_fields["image_formats"]
     (literal,) = typing.get_args(field.annotation)
-    assert typing.get_args(literal) == SUPPORTED_FORMATS  # one list, named twice
+    assert typing.get_args(literal) == PHOTO_FORMAT_NAMES  # one list, named twice
     assert Settings().image_formats == list(CAMERA_FORMATS)
     monkeypatch.setenv("CRACKQ_IMAGE_FORMATS", "jpeg, png,GIF")
     assert Settings().image_formats == ["JPEG", "PNG", "GIF"]

@@ -11,6 +11,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from harness.raw_images import PNG_MAGIC
+from models.formats import PHOTO_FORMAT_NAMES
 from tests.worker.fuzzing import (
     BOUNDED,
     DECODE_CODES,
@@ -19,7 +20,7 @@ from tests.worker.fuzzing import (
     SEEDS,
     fix_png_crcs,
 )
-from worker.decode import SUPPORTED_FORMATS, decode_image
+from worker.decode import decode_image
 from worker.errors import ImageError
 from worker.pipeline import preset
 
@@ -68,7 +69,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 def decodes_or_refuses(data: bytes) -> None:
     """The property: model-ready pixels, or ImageError with a code decode may give."""
     try:
-        img = decode_image(data, MAX_PIXELS, target=SIZE, formats=SUPPORTED_FORMATS)
+        img = decode_image(data, MAX_PIXELS, target=SIZE, formats=PHOTO_FORMAT_NAMES)
     except ImageError as exc:
         assert exc.code in DECODE_CODES, exc
         event(exc.code.value)  # --hypothesis-show-statistics shows the mix of outcomes
@@ -85,7 +86,7 @@ def decodes_or_refuses(data: bytes) -> None:
 def test_every_seed_decodes() -> None:
     """Unmutated seeds are valid, so a refusal below is the mutation's doing."""
     for name, data in SEEDS.items():
-        assert decode_image(data, MAX_PIXELS, formats=SUPPORTED_FORMATS).mode == "RGB", name
+        assert decode_image(data, MAX_PIXELS, formats=PHOTO_FORMAT_NAMES).mode == "RGB", name
 
 
 @pytest.mark.timeout(60, method="thread")  # a hung decode ends the run, loudly

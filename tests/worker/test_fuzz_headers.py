@@ -11,9 +11,9 @@ from hypothesis import event, example, given, target
 from hypothesis import strategies as st
 
 from harness import images, raw_images
+from models.formats import PHOTO_FORMAT_NAMES
 from tests.worker.decode_probe import DecodeProbe, needs_proc
 from tests.worker.fuzzing import BOUNDED, DECODE_CODES, MAX_PIXELS, SEEDS, fix_png_crcs
-from worker.decode import SUPPORTED_FORMATS
 
 # Sizes, tile and strip geometry, bit depths and sample layouts are rewritten in the PNG
 # IHDR, the TIFF IFD and the JPEG SOF of small valid files; each result is decoded in a
@@ -161,7 +161,7 @@ def probe() -> Iterator[DecodeProbe]:
 def test_mutated_headers_decode_or_refuse_within_the_memory_budget(
     probe: DecodeProbe, data: bytes
 ) -> None:
-    outcome, growth = probe.decode(data, MAX_PIXELS, SUPPORTED_FORMATS)
+    outcome, growth = probe.decode(data, MAX_PIXELS, PHOTO_FORMAT_NAMES)
     target(growth / 1e6, label="peak RSS growth (MB)")
     assert outcome[0] in ("decoded", "refused"), outcome
     if outcome[0] == "decoded":

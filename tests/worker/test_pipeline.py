@@ -14,12 +14,12 @@ from sqlalchemy.orm import sessionmaker
 from db.session import make_engine
 from db.tables import Result
 from harness import images
+from models.formats import CAMERA_FORMATS
 from models.network import CLASSES, CRACK_INDEX, build_model
 from models.numerics import resolve_numerics
 from models.serving import Classifier
 from models.transforms import stack
 from worker import outage
-from worker.decode import CAMERA_FORMATS
 from worker.pipeline import Item, PipelineConfig, classify, load, verdict
 from worker.sources import SourceLimits
 
