@@ -15,8 +15,8 @@ def url_of(admin_url: str, name: str) -> str:
 
 
 @contextmanager
-def throwaway_database(admin_url: str, name: str) -> Iterator[str]:
-    """CREATE database `name`, migrate it to head, yield its URL; DROP it at the end."""
+def throwaway_database(admin_url: str, name: str, migrate: bool = True) -> Iterator[str]:
+    """CREATE database `name`, migrate it to head (unless told not to), yield its URL; DROP it."""
     from sqlalchemy import create_engine, text
 
     from worker.migrate import upgrade
@@ -27,7 +27,8 @@ def throwaway_database(admin_url: str, name: str) -> Iterator[str]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     log.info("created database %s", name)
     try:
-        upgrade(url)
+        if migrate:
+            upgrade(url)
         yield url
     finally:
         with admin.connect() as conn:

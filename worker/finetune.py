@@ -159,10 +159,9 @@ def _int8_graph(run: _Run, data: TrainingData, result: TrainResult) -> dict[str,
     # The INT8 child reads photos with models' own loader, without the allowed roots
     # or the URL reader: give it the operator's files only, never labelled refs.
     train, val = ([s for s in part if s[0] in data.load.trusted] for part in data.parts)
-    config = serving_config(result.metadata())
-    graph, result.metrics["int8"] = int8_in_child(
-        result.model, config.image_size, config.threshold, train, val
-    )
+    serving = serving_config(result.metadata())
+    size, threshold = serving.image_size, serving.threshold
+    graph, result.metrics["int8"] = int8_in_child(result.model, size, threshold, train, val)
     return {} if graph is None else {INT8_KEY: graph}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -13,20 +14,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
 from db.base import Base
+from harness.database import throwaway_database
 from tests.conftest import PG_ADMIN_URL
 from worker.migrate import downgrade, upgrade
 
 
 @pytest.fixture
-def scratch_url():
+def scratch_url() -> Iterator[str]:
+    """An empty database (no migrations run): each test migrates it itself."""
     name = f"crackq_mig_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_database(PG_ADMIN_URL, name, migrate=False) as url:
+        yield url
 
 
 def test_upgrade_downgrade_upgrade(scratch_url: str) -> None:

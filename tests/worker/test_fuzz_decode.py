@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -90,23 +91,17 @@ def test_every_seed_decodes() -> None:
 
 
 @pytest.mark.timeout(60, method="thread")  # a hung decode ends the run, loudly
-@BOUNDED
-@given(mutated())
-def test_mutated_photos_decode_or_refuse(data: bytes) -> None:
-    # as in production, where Pillow's warnings (corrupt EXIF, odd TIFF tags) do not raise
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        decodes_or_refuses(data)
-
-
-@pytest.mark.timeout(60, method="thread")  # a hung decode ends the run, loudly
+@pytest.mark.parametrize("pillow_warnings", ["ignore", "error"])
 @BOUNDED
 @given(mutated())
 @example(FLOAT_TIFF_FULL_RANGE)
-def test_mutated_photos_decode_or_refuse_with_warnings_as_errors(data: bytes) -> None:
-    """Under -W error a Pillow warning becomes an exception in the middle of a decode."""
+def test_mutated_photos_decode_or_refuse(
+    pillow_warnings: Literal["ignore", "error"], data: bytes
+) -> None:
+    """As in production, where Pillow's warnings (corrupt EXIF, odd TIFF tags) do not raise,
+    and under -W error, where a warning becomes an exception in the middle of a decode."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter(pillow_warnings)
         decodes_or_refuses(data)
 
 
