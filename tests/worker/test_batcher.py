@@ -31,13 +31,20 @@ def release(pool: ThreadPoolExecutor, hold: threading.Event, rec: Recorder, n: i
     pool.shutdown(wait=True)
 
 
-def test_full_batches_are_dispatched_without_waiting() -> None:
-    pool = ThreadPoolExecutor(2)
-    hold = threading.Event()
+def held(
+    workers: int, messages: int, **policy: float
+) -> tuple[ThreadPoolExecutor, threading.Event, Recorder, Batcher]:
+    """A batcher whose batches block until released, after `messages` were added to it."""
+    pool, hold = ThreadPoolExecutor(workers), threading.Event()
     rec = Recorder(hold)
-    b = Batcher(pool.submit, rec, max_batch=4, max_wait_s=60, max_inflight=2)
-    for i in range(8):
+    b = Batcher(pool.submit, rec, **policy)  # type: ignore[arg-type]
+    for i in range(messages):
         b.add(i)  # type: ignore[arg-type]
+    return pool, hold, rec, b
+
+
+def test_full_batches_are_dispatched_without_waiting() -> None:
+    pool, hold, rec, b = held(2, 8, max_batch=4, max_wait_s=60, max_inflight=2)
     # 0 goes alone (the model was idle), 1-4 as soon as they fill a batch; 5-7 wait for
     # a free slot and then for an idle model, since max_wait_s is long.
     assert b.batches == 2 and b.pending() == 3
@@ -73,12 +80,7 @@ def test_partial_batch_waits_while_another_is_in_flight_then_flushes() -> None:
 
 
 def test_in_flight_limit_makes_the_buffer_grow_into_big_batches() -> None:
-    pool = ThreadPoolExecutor(4)
-    hold = threading.Event()
-    rec = Recorder(hold)
-    b = Batcher(pool.submit, rec, max_batch=16, max_wait_s=0, max_inflight=1)
-    for i in range(20):
-        b.add(i)  # type: ignore[arg-type]
+    pool, hold, rec, b = held(4, 20, max_batch=16, max_wait_s=0, max_inflight=1)
     assert b.batches == 1 and b.pending() == 19  # the model is busy: the rest accumulates
     release(pool, hold, rec, 20)
     assert [len(x) for x in rec.batches] == [1, 16, 3]
