@@ -33,12 +33,20 @@ def final_rows(engine: Engine, ids: list[str]) -> int:
 
 def queued_ids(engine: Engine, ids: list[str]) -> set[str]:
     """Those of `ids` whose row still says `queued`."""
+    return {row["request_id"] for row in queued_rows(engine, ids)}
+
+
+def queued_rows(engine: Engine, ids: list[str]) -> list[dict[str, Any]]:
+    """The rows of `ids` that still say `queued`, with what re-sending their messages takes."""
     with engine.connect() as conn:
         found = conn.execute(
-            text("SELECT request_id FROM results WHERE status = 'queued' AND request_id = ANY(:i)"),
+            text(
+                "SELECT request_id, image_ref, batch_id, submitted_at FROM results "
+                "WHERE status = 'queued' AND request_id = ANY(:i)"
+            ),
             {"i": ids},
         )
-        return {r[0] for r in found}
+        return [dict(r._mapping) for r in found]
 
 
 def snapshot(engine: Engine, ids: list[str]) -> dict[str, tuple[Any, ...]]:
