@@ -95,13 +95,20 @@ def bounce(server: RedisServer, kill: bool, down_s: float) -> float:
     return stopped
 
 
-def requeue_queued(app: Any, engine: Any, ids: list[str]) -> int:
-    """Re-send the messages of those `ids` whose rows are still queued, as `crackq requeue` does."""
+def stored_or_requeued(app: Any, engine: Any, ids: list[str], timeout_s: float) -> tuple[bool, int]:
+    """Wait for every row; re-send those still queued once, as `crackq requeue` does.
+
+    kombu's documented window (README, "Known limit"): a message BRPOP handed to the worker
+    just before the broker died is in neither the queue nor the unacked hash; its row stays
+    queued. Returns whether every row is final, and how many messages were re-sent.
+    """
     from worker.enqueue import send
 
+    if wait_until(lambda: final_rows(engine, ids) == len(ids), timeout_s):
+        return True, 0
     rows = queued_rows(engine, ids)
     send(app, rows)
-    return len(rows)
+    return wait_until(lambda: final_rows(engine, ids) == len(ids), 60), len(rows)
 
 
 def redis_restart(
@@ -139,12 +146,7 @@ def redis_restart(
             stopped = bounce(server, kill, down_s)
             after = in_broker(server.url)  # what the AOF brought back
             submit(app, rig.engine, rig.refs(n)[half:], ids[half:], batch)
-            done = wait_until(lambda: final_rows(rig.engine, ids) == n, timeout_s)
-            # kombu's documented window (README, "Known limit"): a message BRPOP handed to the
-            # worker just before the broker died is in neither the queue nor the unacked hash.
-            # Its row stays queued; `crackq requeue` (the same send) is the recovery.
-            requeued = 0 if done else requeue_queued(app, rig.engine, ids)
-            done = done or wait_until(lambda: final_rows(rig.engine, ids) == n, 60)
+            done, requeued = stored_or_requeued(app, rig.engine, ids, timeout_s)
             recovered_s = time.monotonic() - stopped
             same = w.alive() and w.proc.pid == pid
             reconnects = len(re.findall(r"Connected to redis://", w.log())) - 1
