@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test test-fast lint format bench reliability worker flower migrate clean
+.PHONY: install demo test test-fast lint format bench reliability gpu-check worker flower migrate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench: install  ## throughput benchmarks; JSON lines on stdout
 
 reliability: install  ## faults, hostile inputs and a load run against real processes (--quick: RELIABILITY_ARGS=--quick)
 	$(PY) -m benchmarks.run --suite reliability $(RELIABILITY_ARGS)
+
+gpu-check: install  ## on a GPU host: CUDA tests, GPU benchmarks, a fine-tune, a worker per GPU (GPU_CHECK_ARGS=--dry-run)
+	VENV=$(VENV) bash benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 worker: install
 	$(VENV)/bin/crackq worker -Q inference

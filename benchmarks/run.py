@@ -30,6 +30,10 @@ SUITES = {
     "train": ("benchmarks.train_quick", "a quick fine-tuning run on real photos"),
     "robustness": ("benchmarks.robustness", "a checkpoint on held-out photos under blur, noise, "
                    "scale, colour, texture shifts; accuracy, F1, AUC per shift"),
+    "maps": ("benchmarks.maps", "crack maps of mosaics of held-out patches: cell precision, "
+             "recall, F1 and photo accuracy per overlap, against the whole photo resized"),
+    "mapload": ("benchmarks.map_load", "crack maps under load: tiles/s through the queue vs "
+                "the model, single-photo latency while mapping, 50 MP peak RSS"),
     "model": ("benchmarks.model_speed", "one backend's raw forward speed (the speed suite "
               "starts it in a fresh process)"),
     "inprocess": ("benchmarks.inprocess", "the pipeline without the queue (the speed suite "

@@ -44,3 +44,9 @@ def mark_replayed(session: Session, letter_id: int) -> None:
     session.execute(
         update(DeadLetter).where(DeadLetter.id == letter_id).values(replayed_at=func.now())
     )
+
+
+def waiting_count(session: Session) -> int:
+    """Dead letters not replayed yet."""
+    stmt = select(func.count()).where(DeadLetter.replayed_at.is_(None))
+    return int(session.scalar(stmt) or 0)

@@ -28,6 +28,11 @@ OUTCOME_COLUMNS = (
     "inference_ms",
     "batch_size",
     "worker_host",
+    "mode",
+    "tiles",
+    "crack_tiles",
+    "crack_area_fraction",
+    "crack_regions",
     "submitted_at",
     "started_at",
     "finished_at",
@@ -57,10 +62,15 @@ def write_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     redelivered message can never change or duplicate a stored result. The rows go in by
     COPY (db.staging); returns how many rows were inserted or updated.
     """
+    return len(upsert_outcomes(session, rows))
+
+
+def upsert_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """write_outcomes, returning the request ids whose row this call made final."""
     if not rows:
-        return 0
+        return set()
     stage = copy_into_stage(session, "results", WRITE_COLUMNS, rows)
-    return len(session.execute(text(_upsert_sql(stage))).all())
+    return set(session.scalars(text(_upsert_sql(stage))))
 
 
 @functools.cache

@@ -1,7 +1,8 @@
-"""Training runs and operator labels: create, update progress, request cancel, read."""
+"""Training runs and operator labels: create, claim, beat, sweep, finish, cancel, read."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,10 +17,19 @@ class RunNotFound(LookupError):
     """No training run with that id."""
 
 
+FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
 def create_run(
-    session: Session, run_id: str, config: dict[str, Any], sources: dict[str, Any]
+    session: Session,
+    run_id: str,
+    config: dict[str, Any],
+    sources: dict[str, Any],
+    retry_of: str | None = None,
 ) -> TrainingRun:
-    run = TrainingRun(run_id=run_id, config=config, sources=sources, status="queued")
+    run = TrainingRun(
+        run_id=run_id, config=config, sources=sources, status="queued", retry_of=retry_of
+    )
     session.add(run)
     session.flush()
     return run
@@ -42,6 +52,65 @@ def update_run(session: Session, run_id: str, **fields: Any) -> None:
         if fields.get(key) is True:
             fields[key] = func.now()
     session.execute(update(TrainingRun).where(TrainingRun.run_id == run_id).values(**fields))
+
+
+def claim_run(session: Session, run_id: str, worker: str) -> TrainingRun | None:
+    """queued -> running in one statement; None when the run is not queued (any more).
+
+    Two deliveries of one run's message can race here: exactly one gets the row.
+    """
+    now = func.now()
+    stmt = (
+        update(TrainingRun)
+        .where(TrainingRun.run_id == run_id, TrainingRun.status == "queued")
+        .values(status="running", started_at=now, heartbeat_at=now, worker=worker)
+        .returning(TrainingRun)
+    )
+    return session.scalars(stmt, execution_options={"populate_existing": True}).one_or_none()
+
+
+def beat(session: Session, run_id: str) -> bool:
+    """Record a running run's heartbeat; False when it is no longer running (e.g. swept)."""
+    stmt = (
+        update(TrainingRun)
+        .where(TrainingRun.run_id == run_id, TrainingRun.status == "running")
+        .values(heartbeat_at=func.now())
+    )
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def finish_run(session: Session, run_id: str, status: str, **fields: Any) -> bool:
+    """running -> a final status with `fields`; False (nothing written) if it was not running."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"{status!r} is not a final run status")
+    stmt = (
+        update(TrainingRun)
+        .where(TrainingRun.run_id == run_id, TrainingRun.status == "running")
+        .values(status=status, finished_at=func.now(), **fields)
+    )
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def fail_dead_runs(session: Session, dead_after_s: float) -> list[tuple[str, str]]:
+    """Mark `failed` every running run without a heartbeat for `dead_after_s`: (run id, why).
+
+    Rows are taken FOR UPDATE SKIP LOCKED, so of several sweepers exactly one fails each.
+    """
+    last = func.coalesce(TrainingRun.heartbeat_at, TrainingRun.started_at, TrainingRun.created_at)
+    stale = (
+        select(TrainingRun.run_id, TrainingRun.worker, last.label("last"))
+        .where(
+            TrainingRun.status == "running", last < func.now() - dt.timedelta(seconds=dead_after_s)
+        )
+        .with_for_update(skip_locked=True)
+    )
+    failed = []
+    for run_id, worker, seen in session.execute(stale).all():
+        when = seen.isoformat(timespec="seconds")
+        why = f"worker died: no heartbeat since {when} (worker {worker or 'unknown'})"
+        finish_run(session, run_id, "failed", message=why)
+        failed.append((run_id, why))
+    return failed
 
 
 def request_cancel(session: Session, run_id: str) -> TrainingRun:

@@ -18,13 +18,14 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base
 
 LABELS = ("crack", "no_crack")
 RESULT_STATUSES = ("queued", "succeeded", "failed")
+RESULT_MODES = ("patch", "map")  # classified whole, or mapped tile by tile
 MODEL_STATUSES = ("candidate", "promoted", "retired")
 
 
@@ -39,6 +40,7 @@ class Result(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {RESULT_STATUSES!r}", name="status"),
         CheckConstraint(f"label IS NULL OR label IN {LABELS!r}", name="label"),
+        CheckConstraint(f"mode IS NULL OR mode IN {RESULT_MODES!r}", name="mode"),
         CheckConstraint(
             "confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", name="confidence"
         ),
@@ -65,11 +67,57 @@ class Result(Base):
     inference_ms: Mapped[float | None] = mapped_column(Float)
     batch_size: Mapped[int | None] = mapped_column(Integer)
     worker_host: Mapped[str | None] = mapped_column(String(255))
+    # Crack maps (mode 'map'): how many tiles, how many called crack, the share of the
+    # photo they cover and their connected regions; NULL for photos classified whole.
+    mode: Mapped[str | None] = mapped_column(String(8))
+    tiles: Mapped[int | None] = mapped_column(Integer)
+    crack_tiles: Mapped[int | None] = mapped_column(Integer)
+    crack_area_fraction: Mapped[float | None] = mapped_column(Float)
+    crack_regions: Mapped[int | None] = mapped_column(Integer)
     submitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = _now()
     updated_at: Mapped[dt.datetime] = _now()
+
+
+class CrackMapRow(Base):
+    """The tile map of one photo: geometry and one crack probability per tile (0.5 = crack)."""
+
+    __tablename__ = "crack_maps"
+
+    request_id: Mapped[str] = mapped_column(
+        String(200), ForeignKey("results.request_id", ondelete="CASCADE"), primary_key=True
+    )
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    tile: Mapped[int] = mapped_column(Integer, nullable=False)
+    stride: Mapped[int] = mapped_column(Integer, nullable=False)
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    cols: Mapped[int] = mapped_column(Integer, nullable=False)
+    # row-major, rows * cols values: probabilities[r * cols + c] is tile (r, c)
+    probabilities: Mapped[list[float]] = mapped_column(ARRAY(REAL), nullable=False)
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class CrackRegionRow(Base):
+    """Connected crack tiles of a map: bounding box in photo pixels, size, strongest tile."""
+
+    __tablename__ = "crack_regions"
+    __table_args__ = (Index("ix_crack_regions_request_id", "request_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(
+        String(200), ForeignKey("results.request_id", ondelete="CASCADE"), nullable=False
+    )
+    region: Mapped[int] = mapped_column(Integer, nullable=False)  # 0 = the strongest
+    x0: Mapped[int] = mapped_column(Integer, nullable=False)
+    y0: Mapped[int] = mapped_column(Integer, nullable=False)
+    x1: Mapped[int] = mapped_column(Integer, nullable=False)
+    y1: Mapped[int] = mapped_column(Integer, nullable=False)
+    tiles: Mapped[int] = mapped_column(Integer, nullable=False)
+    max_probability: Mapped[float] = mapped_column(Float, nullable=False)
 
 
 class ModelVersion(Base):
@@ -98,6 +146,8 @@ class ModelVersion(Base):
     data_summary: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     created_at: Mapped[dt.datetime] = _now()
     promoted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # the first error an inference worker met loading it (see ModelEvent for each worker's)
+    load_error: Mapped[str | None] = mapped_column(Text)
 
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -128,6 +178,10 @@ class TrainingRun(Base):
     created_at: Mapped[dt.datetime] = _now()
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # the Celery node running it and its last sign of life (a run without one is swept)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    retry_of: Mapped[str | None] = mapped_column(String(64))
 
 
 class Label(Base):
@@ -161,3 +215,26 @@ class DeadLetter(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     received_at: Mapped[dt.datetime] = _now()
     replayed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+MODEL_EVENT_ACTIONS = ("promote", "rollback", "load_failed")
+
+
+class ModelEvent(Base):
+    """One registry event: a promotion, a rollback, or a worker that could not load a version."""
+
+    __tablename__ = "model_events"
+    __table_args__ = (
+        CheckConstraint(f"action IN {MODEL_EVENT_ACTIONS!r}", name="action"),
+        Index("ix_model_events_version", "version"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(
+        String(100), ForeignKey("model_versions.version", ondelete="CASCADE"), nullable=False
+    )
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    previous_version: Mapped[str | None] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = _now()

@@ -31,6 +31,7 @@ class ServingConfig:
 
     image_size: int = 224
     threshold: float = 0.5  # the operating point chosen on the run's validation split
+    patch_size: int = 0  # side of the training photos before resizing; 0 = image_size
     classes: tuple[str, ...] = CLASSES
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -47,6 +48,7 @@ def serving_config(payload: dict[str, Any]) -> ServingConfig:
             "image_size": (payload.get("recipe") or {}).get("image_size", 224),
             "threshold": payload.get("threshold") or 0.5,
             "classes": payload.get("classes", CLASSES),
+            "patch_size": payload.get("patch_size") or 0,
         }
     config = ServingConfig(
         image_size=int(stored["image_size"]),
@@ -54,6 +56,7 @@ def serving_config(payload: dict[str, Any]) -> ServingConfig:
         classes=tuple(stored["classes"]),
         mean=tuple(stored.get("mean", IMAGENET_MEAN)),
         std=tuple(stored.get("std", IMAGENET_STD)),
+        patch_size=int(stored.get("patch_size") or 0),
     )
     if (config.mean, config.std) != (IMAGENET_MEAN, IMAGENET_STD):
         # serving normalises with ImageNet's statistics (models.transforms) and nothing else

@@ -41,6 +41,9 @@ class Classifier:
         self.numerics = numerics
         self.version = version
         self.input_size = input_size  # the side it was trained at; preprocessing must match
+        # The side of the photos it learned from, before they were resized to input_size:
+        # the tile of a crack map (worker.mapping). The checkpoint says; else input_size.
+        self.patch_size = input_size
         # Compiled or captured forward passes see only these batch sizes (padded up).
         # A GPU runs 8 images as fast as 1, so it skips the three smallest shapes.
         smallest = 8 if numerics.device.type == "cuda" else 1

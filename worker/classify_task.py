@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -12,8 +13,9 @@ from celery.worker.request import Request
 from worker import deadletter, outage
 from worker.app import INFERENCE_QUEUE
 from worker.batcher import BatchTask
+from worker.forward import ForwardClosed
+from worker.jobs import Item
 from worker.messages import ClassifyArgs, InvalidMessage, check_id, parse
-from worker.pipeline import Item
 from worker.runtime import get_runtime
 from worker.settings import get_settings
 
@@ -28,6 +30,7 @@ def to_item(args: ClassifyArgs, default_id: str, batch_id: str | None = None) ->
         image_ref=args.image_ref,
         batch_id=args.batch_id or batch_id,
         submitted_at=args.submitted_at,
+        mode=args.mode,
     )
 
 
@@ -72,22 +75,54 @@ class ClassifyTask(BatchTask):
         return item
 
     def settle(self, accepted: Sequence[tuple[Request, Item]], t0: float) -> None:
-        """Classify, then ack each message; a batch that fails is retried one by one."""
+        """Classify, then ack each message; a batch that fails is retried one by one.
+
+        Photos to map go to the process's map lane; their messages are acked when it has
+        stored their rows, and the batch's slot is free for the next batch meanwhile.
+        """
+        runtime = get_runtime()
         try:
-            rows = get_runtime().classify([item for _, item in accepted])
+            done = runtime.classify([item for _, item in accepted])
         except Exception as exc:
-            if outage.is_outage(exc):
-                outage.requeue_later([req for req, _ in accepted], self.streak.failed(), exc)
-            elif len(accepted) == 1:  # a bug or a poison the checks missed: found
-                log.exception("message %s failed on its own", accepted[0][0].id)
-                self.refuse(accepted[0][0], f"internal error: {exc!r}")
-            else:
-                log.exception("batch of %d failed; retrying its messages one by one", len(accepted))
-                for pair in accepted:
-                    self.settle([pair], t0)
+            self.failed(accepted, exc, t0)
             return
         self.streak.ended()
-        report(accepted, rows, time.perf_counter() - t0)
+        later = {x.item.request_id for x in done.to_map}
+        report([p for p in accepted if p[1].request_id not in later], done.rows, _since(t0))
+        for loaded in done.to_map:
+            mine = [p for p in accepted if p[1].request_id == loaded.item.request_id]
+            runtime.map_later(loaded, done.classifier, functools.partial(self.mapped, mine, t0))
+
+    def mapped(
+        self,
+        accepted: Sequence[tuple[Request, Item]],
+        t0: float,
+        row: dict[str, Any] | None,
+        exc: BaseException | None,
+    ) -> None:
+        """The map lane's word on one photo: ack its messages, or handle the failure."""
+        if row is not None:
+            self.streak.ended()
+            report(accepted, [row], _since(t0))
+        elif isinstance(exc, Exception):
+            self.failed(accepted, exc, t0)
+        else:  # the worker is stopping: left unacked, the broker redelivers them
+            log.info("map of %s interrupted: %r", accepted[0][1].request_id, exc)
+
+    def failed(self, accepted: Sequence[tuple[Request, Item]], exc: Exception, t0: float) -> None:
+        """An outage requeues the batch later; anything else is narrowed to its culprit."""
+        if isinstance(exc, ForwardClosed):
+            log.info("batch of %d interrupted by shutdown; left for redelivery", len(accepted))
+        elif outage.is_outage(exc):
+            outage.requeue_later([req for req, _ in accepted], self.streak.failed(), exc)
+        elif len(accepted) == 1 or len({item.request_id for _, item in accepted}) == 1:
+            log.exception("message %s failed on its own", accepted[0][0].id)
+            for req, _ in accepted:  # a bug or a poison the checks missed: found
+                self.refuse(req, f"internal error: {exc!r}")
+        else:
+            log.exception("batch of %d failed; retrying its messages one by one", len(accepted))
+            for pair in accepted:
+                self.settle([pair], t0)
 
     def refuse(self, req: Request, reason: str) -> None:
         """Dead-letter one message and ack it; while the database is away, requeue it later."""
@@ -97,6 +132,10 @@ class ClassifyTask(BatchTask):
             req.acknowledge()
         else:
             outage.requeue_later([req], self.streak.failed(), "dead letter not stored")
+
+
+def _since(t0: float) -> float:
+    return time.perf_counter() - t0
 
 
 def report(

@@ -44,7 +44,7 @@ def decode_image(
     data: bytes,
     max_pixels: int,
     min_side: int = 16,
-    target: int = 224,
+    target: int | None = 224,
     formats: Collection[str] = CAMERA_FORMATS,
 ) -> Image.Image:
     """Decode `data` into an upright RGB image, or raise ImageError saying why not.
@@ -53,8 +53,20 @@ def decode_image(
     multi-picture JPEG phones write). Sizes, decoder regions and pixel modes are checked
     from the header before any decoder allocates. JPEGs are decoded at a reduced DCT
     scale when that keeps both sides >= `target`, so a 12-megapixel photo costs about
-    1/64 of a full decode. Thread-safe: it touches no shared state.
+    1/64 of a full decode; `target=None` decodes every pixel (crack maps). Thread-safe:
+    it touches no shared state.
     """
+    img = open_image(data, max_pixels, min_side, formats)
+    return finish_decode(img, max_pixels, target, min_side)
+
+
+def open_image(
+    data: bytes,
+    max_pixels: int,
+    min_side: int = 16,
+    formats: Collection[str] = CAMERA_FORMATS,
+) -> ImageFile.ImageFile:
+    """The header of `data` opened and checked (size, decoder budget); no pixel decoded yet."""
     if not data:
         raise ImageError(ErrorCode.EMPTY_FILE, "zero bytes")
     allowed = _plugins(formats)
@@ -68,7 +80,14 @@ def decode_image(
         raise ImageError(ErrorCode.NOT_AN_IMAGE, f"unreadable header: {exc!r}") from exc
     _check_size(img.size, max_pixels, min_side)
     _check_budget(img, max_pixels)
-    if isinstance(img, JpegImageFile):
+    return img
+
+
+def finish_decode(
+    img: ImageFile.ImageFile, max_pixels: int, target: int | None, min_side: int = 16
+) -> Image.Image:
+    """The pixels of an image `open_image` checked: upright 8-bit RGB (see decode_image)."""
+    if isinstance(img, JpegImageFile) and target is not None:
         img.draft("RGB", (target, target))
     try:
         img.load()

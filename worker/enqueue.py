@@ -49,8 +49,12 @@ def submit(
     *,
     request_ids: Sequence[str] | None = None,
     batch_id: str | None = None,
+    mode: str = "auto",
 ) -> Submission:
     """Record each reference as `queued` (committed first), then enqueue it.
+
+    `mode` (auto, patch or map) says whether photos are classified whole or mapped tile
+    by tile; auto maps photos much larger than the model's training patch.
 
     Resubmitting a request id never creates a second row: ids that already have a final
     result are not sent again; ids still queued are re-sent (the worker deduplicates).
@@ -61,7 +65,13 @@ def submit(
     batch_id = batch_id or f"batch-{uuid.uuid4()}"
     submitted_at = dt.datetime.now(dt.timezone.utc)
     rows = [
-        {"request_id": i, "image_ref": r, "batch_id": batch_id, "submitted_at": submitted_at}
+        {
+            "request_id": i,
+            "image_ref": r,
+            "batch_id": batch_id,
+            "submitted_at": submitted_at,
+            "mode": mode,
+        }
         for i, r in zip(ids, refs, strict=True)
     ]
     enqueued, finished = enqueue_rows(app, sessions, rows)
@@ -84,17 +94,24 @@ def enqueue_rows(
 
 
 def send(app: Celery, rows: Iterable[dict]) -> None:
-    """Publish one `crackq.classify` message per row over one pooled connection."""
+    """Publish one `crackq.classify` message per row over one pooled connection.
+
+    A row's `mode` travels only when it is not the default (auto), so messages of
+    producers that never map stay as they were.
+    """
     with app.producer_or_acquire() as producer:
         for row in rows:
+            kwargs = {
+                "image_ref": row["image_ref"],
+                "request_id": row["request_id"],
+                "batch_id": row["batch_id"],
+                "submitted_at": row["submitted_at"] and row["submitted_at"].isoformat(),
+            }
+            if row.get("mode", "auto") != "auto":
+                kwargs["mode"] = row["mode"]
             app.send_task(
                 CLASSIFY_TASK,
-                kwargs={
-                    "image_ref": row["image_ref"],
-                    "request_id": row["request_id"],
-                    "batch_id": row["batch_id"],
-                    "submitted_at": row["submitted_at"] and row["submitted_at"].isoformat(),
-                },
+                kwargs=kwargs,
                 queue=INFERENCE_QUEUE,
                 producer=producer,
                 task_id=row["request_id"],  # Flower shows tasks under the request id

@@ -21,6 +21,7 @@ class ErrorCode(str, Enum):
     TRUNCATED_IMAGE = "truncated_image"  # recognised but cut short / corrupt
     TOO_MANY_PIXELS = "too_many_pixels"  # over CRACKQ_MAX_IMAGE_PIXELS (decompression bomb)
     IMAGE_TOO_SMALL = "image_too_small"  # smaller than MIN_IMAGE_SIDE on a side
+    MAP_TIMEOUT = "map_timeout"  # a crack map took longer than CRACKQ_MAP_TIME_BUDGET_S
     INTERNAL_ERROR = "internal_error"  # a bug: reported, never silently retried
 
 

@@ -6,71 +6,52 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import uuid
+import subprocess
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import registry, runs
+from db.tables import TrainingRun
 from models.checkpoints import load_checkpoint, model_from_checkpoint, serving_config
-from models.datasets import DatasetError
 from models.evaluation import evaluate, metrics
 from models.loop import make_loader
 from models.network import ARCHITECTURE
 from models.numerics import resolve_numerics
-from models.progress import TrainingCancelled
 from models.quantize import INT8_KEY
 from models.recipe import Recipe
 from models.training import TrainResult, fine_tune, save_trained
 from models.transforms import EvalPreset
-from worker.app import FINE_TUNE_TASK, TRAINING_QUEUE
 from worker.int8_job import int8_in_child
+from worker.runlife import Deadline, Guard, Heartbeat, RunLost, claim, to_the_end
 from worker.runprogress import Report, RunTracker
 from worker.settings import Settings
-from worker.trainingdata import DataSpec, TrainingData, prepare, summary
+from worker.trainingdata import DataSpec, TrainingData, patch_side, prepare, summary
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
 
 
-def start_run(
-    app: Celery,
-    sessions: sessionmaker[Session],
-    spec: DataSpec,
-    recipe: Recipe,
-    auto_promote: bool,
-    time_limit_s: float = 4 * 3600,
-) -> str:
-    """Record a queued run (committed first), then enqueue it; returns the run id."""
-    run_id = uuid.uuid4().hex[:12]
-    if recipe.time_limit_s is None:  # every run has a time limit, enforced between steps
-        recipe = dataclasses.replace(recipe, time_limit_s=float(time_limit_s))
-    with sessions() as session, session.begin():
-        config = {"recipe": recipe.to_dict(), "auto_promote": auto_promote}
-        runs.create_run(session, run_id, config, spec.to_dict())
-    app.send_task(FINE_TUNE_TASK, kwargs={"run_id": run_id}, queue=TRAINING_QUEUE, task_id=run_id)
-    return run_id
-
-
 def execute_run(
-    run_id: str, settings: Settings, sessions: sessionmaker[Session], report: Report
+    run_id: str,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    report: Report,
+    worker: str = "local",
 ) -> dict[str, Any]:
-    """Run a queued training run to its end; the run row always ends in a final status."""
-    run = _mark_running(run_id, settings, sessions, report)
-    try:
-        return _fine_tuning_run(run)
-    except TrainingCancelled as exc:
-        message = f"cancelled: {exc.reason}; the promoted model is unchanged"
-        _finish(sessions, run_id, "cancelled", message)
-        return {"status": "cancelled", "reason": exc.reason}
-    except (DatasetError, FileNotFoundError, PermissionError, ValueError) as exc:
-        _finish(sessions, run_id, "failed", f"{type(exc).__name__}: {exc}")
-        return {"status": "failed", "message": str(exc)}
-    except BaseException as exc:  # time limit, OOM, bugs: the run must not stay "running"
-        _finish(sessions, run_id, "failed", f"{type(exc).__name__}: {exc}")
-        raise
+    """Run a queued training run to its end; the run row always ends in a final status.
+
+    The run is claimed first (queued -> running, atomically): a repeated or duplicated
+    message for a run that is no longer queued does nothing.
+    """
+    row = claim(sessions, run_id, worker)
+    if row is None:
+        return {"status": "skipped", "reason": "not queued"}
+    with Heartbeat(sessions, run_id, settings.run_heartbeat_s) as heartbeat:
+        return to_the_end(
+            sessions, run_id, lambda: _fine_tuning_run(_prepare(row, settings, report, heartbeat))
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +65,7 @@ class _Run:
     settings: Settings
     sessions: sessionmaker[Session]
     tracker: RunTracker
+    guard: Guard
     out_dir: Path
 
 
@@ -101,27 +83,31 @@ class _Saved(NamedTuple):
 def _fine_tuning_run(run: _Run) -> dict[str, Any]:
     """The run, top-down; each step is a function below, in this order."""
     data = prepare(run.spec, run.sessions, run.settings, run.recipe.val_fraction, run.recipe.seed)
+    run.guard.step("loading the parent")
     parent = _load_parent(run.sessions)
     result = _train(run, data, parent)
+    run.guard.step("the INT8 step")
     int8 = _int8_graph(run, data, result)
-    saved = _save(run, result, int8)
+    run.guard.step("saving")
+    saved = _save(run, result, {**int8, **_patch(data)})
     baseline = _score_parent(run, data, parent) if parent is not None else None
     data_summary = summary(data, run.spec, result.skipped)
     _write_metrics(run, saved, result, data_summary, baseline)
+    run.guard.step("registering")
     return _register(run, saved, parent, result, data_summary, baseline)
 
 
-def _mark_running(
-    run_id: str, settings: Settings, sessions: sessionmaker[Session], report: Report
-) -> _Run:
-    with sessions() as session, session.begin():
-        row = runs.get_run(session, run_id)
-        spec, config = DataSpec.from_dict(row.sources), dict(row.config)
-        runs.update_run(session, run_id, status="running", started_at=True)
+def _prepare(row: TrainingRun, settings: Settings, report: Report, heartbeat: Heartbeat) -> _Run:
+    spec, config = DataSpec.from_dict(row.sources), dict(row.config)
     recipe, auto_promote = Recipe.from_dict(config["recipe"]), config.get("auto_promote", True)
-    tracker = RunTracker(run_id, sessions, report)
-    out_dir = settings.data_dir / "runs" / run_id
-    return _Run(run_id, spec, recipe, bool(auto_promote), settings, sessions, tracker, out_dir)
+    sessions = heartbeat.sessions
+    tracker = RunTracker(row.run_id, sessions, report)
+    deadline = Deadline(recipe.time_limit_s or settings.training_time_limit_s)
+    guard = Guard(heartbeat, deadline, tracker.should_stop)
+    out_dir = settings.data_dir / "runs" / row.run_id
+    return _Run(
+        row.run_id, spec, recipe, bool(auto_promote), settings, sessions, tracker, guard, out_dir
+    )
 
 
 def _load_parent(sessions: sessionmaker[Session]) -> _Parent | None:
@@ -145,7 +131,7 @@ def _train(run: _Run, data: TrainingData, parent: _Parent | None) -> TrainResult
         out_dir=run.out_dir,
         init_state_dict=init_state,
         progress=run.tracker.progress,
-        should_stop=run.tracker.should_stop,
+        should_stop=run.guard.should_stop,
         device=run.settings.device,
         load=data.load,
     )
@@ -161,15 +147,26 @@ def _int8_graph(run: _Run, data: TrainingData, result: TrainResult) -> dict[str,
     train, val = ([s for s in part if s[0] in data.load.trusted] for part in data.parts)
     serving = serving_config(result.metadata())
     size, threshold = serving.image_size, serving.threshold
-    graph, result.metrics["int8"] = int8_in_child(result.model, size, threshold, train, val)
+    try:
+        graph, result.metrics["int8"] = int8_in_child(
+            result.model, size, threshold, train, val, timeout_s=run.guard.deadline.remaining()
+        )
+    except subprocess.TimeoutExpired:  # the child was killed when the run's budget ran out
+        run.guard.deadline.expired("during the INT8 step")
     return {} if graph is None else {INT8_KEY: graph}
 
 
-def _save(run: _Run, result: TrainResult, int8: dict[str, Any]) -> _Saved:
+def _save(run: _Run, result: TrainResult, extra: dict[str, Any]) -> _Saved:
     """The one write of the new checkpoint, hashed once as it lands."""
     version = f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{run.run_id[:6]}"
     path = (run.settings.data_dir / "models" / f"{version}.pt").resolve()
-    return _Saved(version, path, save_trained(result, path, version, **int8))
+    return _Saved(version, path, save_trained(result, path, version, **extra))
+
+
+def _patch(data: TrainingData) -> dict[str, Any]:
+    """The training photos' side, which serving tiles big photos with (worker.mapping)."""
+    side = patch_side(data)
+    return {"patch_size": side} if side else {}
 
 
 def _score_parent(run: _Run, data: TrainingData, parent: _Parent) -> dict[str, Any]:
@@ -220,12 +217,12 @@ def _register(
             data_summary=data_summary,
         )
         if promote:
-            registry.promote(session, saved.version)
-        runs.update_run(
+            reason = "beat the promoted model" if parent else "the first trained model"
+            registry.promote(session, saved.version, by=f"run {run.run_id}", reason=reason)
+        closed = runs.finish_run(
             session,
             run.run_id,
-            status="succeeded",
-            finished_at=True,
+            "succeeded",
             model_version=saved.version,
             promoted=promote,
             metrics={**result.metrics, "baseline": baseline},
@@ -234,6 +231,8 @@ def _register(
             message=note,
             progress={**run.tracker.last, "event": "done"},
         )
+        if not closed:  # swept as dead meanwhile: register nothing (the transaction rolls back)
+            raise RunLost(f"run {run.run_id} is no longer running in the database")
     log.info("run %s: version %s, %s", run.run_id, saved.version, note)
     outcome = {"status": "succeeded", "version": saved.version, "promoted": promote}
     return {**outcome, "metrics": result.metrics}
@@ -242,9 +241,3 @@ def _register(
 def _beats(new: dict[str, Any], old: dict[str, Any]) -> bool:
     key = ("auc", "accuracy")
     return tuple(new.get(k) or 0 for k in key) > tuple(old.get(k) or 0 for k in key)
-
-
-def _finish(sessions: sessionmaker[Session], run_id: str, status: str, message: str) -> None:
-    with sessions() as session, session.begin():
-        runs.update_run(session, run_id, status=status, finished_at=True, message=message)
-    log.warning("run %s %s: %s", run_id, status, message)

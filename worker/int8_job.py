@@ -31,6 +31,7 @@ def int8_in_child(
     train: Sequence[Sample],
     val: Sequence[Sample],
     check_photos: int = 500,
+    timeout_s: float = TIMEOUT_S,
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The INT8 checkpoint entry for `model` (None when there is none) and a report for its run.
 
@@ -40,7 +41,8 @@ def int8_in_child(
 
     The work runs in a child process without the preloaded allocator: OpenVINO's CPU
     plugin aborts under tcmalloc, which training workers preload, and a native crash
-    there must not take the training run down with it.
+    there must not take the training run down with it. The child is killed after
+    `timeout_s` (the run's remaining budget) and subprocess.TimeoutExpired raised.
     """
     unavailable = why_no_int8(len(val))
     if unavailable is not None:
@@ -59,7 +61,9 @@ def int8_in_child(
         torch.save(job, Path(tmp) / "job.pt")
         env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
         argv = [sys.executable, "-m", "worker.int8_job", tmp]
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        proc = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=max(timeout_s, 0.001)
+        )
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             log.error(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -63,6 +63,11 @@ class ClassifyArgs(BaseModel):
     request_id: Text | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)
     batch_id: Text | None = Field(None, max_length=MAX_ID_CHARS)
     submitted_at: Timestamp = None
+    mode: Literal["auto", "patch", "map"] = Field(
+        "auto",
+        description="patch: classify the photo whole; map: map it tile by tile; auto: map "
+        "it when a side is far larger than the model's training patch.",
+    )
 
 
 class ClassifyManyArgs(BaseModel):

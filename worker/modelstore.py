@@ -98,7 +98,9 @@ def build_classifier(
         if serve_int8 and graph is None:
             log.info("%s has no INT8 graph (see CRACKQ_INT8); serving it in bf16/fp32", version)
         weights = model_from_checkpoint(payload)
-        return prepare(weights, version, config.image_size, config.threshold, graph)
+        served = prepare(weights, version, config.image_size, config.threshold, graph)
+        served.patch_size = config.patch_size or config.image_size
+        return served
     version = RANDOM_INIT_VERSION
     model = None
     if pretrained == "always" or (pretrained == "auto" and imagenet_available()):
@@ -126,13 +128,22 @@ class ModelHolder:
     changes the model under a running batch and no task fails during the switch.
     """
 
-    def __init__(self, load: Callable[[ModelSource], Classifier], pick: Callable[[], ModelSource]):
+    def __init__(
+        self,
+        load: Callable[[ModelSource], Classifier],
+        pick: Callable[[], ModelSource],
+        on_load_error: Callable[[ModelSource, str], None] | None = None,
+    ):
         self._load = load
         self._pick = pick
         self._source = pick()
         self._current = load(self._source)
         self._lock = threading.Lock()
         self._registry_down = False  # log an outage once, not on every poll
+        # A version that failed to load is not read, hashed and converted again on every
+        # poll: only a different promoted version (or a restart) is tried.
+        self._failed: ModelSource | None = None
+        self._on_load_error = on_load_error
 
     def current(self) -> Classifier:
         return self._current
@@ -157,18 +168,42 @@ class ModelHolder:
         if self._registry_down:
             log.info("model registry reachable again")
             self._registry_down = False
-        if source == self._source:
+        if source in (self._source, self._failed):
             return False
         with self._lock:
             try:
                 classifier = self._load(source)
                 classifier.warm_up()
-            except Exception:
-                log.exception(
-                    "could not load model %s; keeping %s", source.version, self._current.version
-                )
+            except Exception as exc:
+                self._load_failed(source, f"{type(exc).__name__}: {exc}")
                 return False
             old = self._current.version
             self._source, self._current = source, classifier
         log.info("switched model %s -> %s (%s)", old, classifier.version, classifier.serving)
         return True
+
+    def _load_failed(self, source: ModelSource, error: str) -> None:
+        """Say it once, remember it, and record it in the registry when one is wired in."""
+        self._failed = source
+        log.error(
+            "could not load model %s (%s); keeping %s, and not trying %s again until another "
+            "version is promoted or the worker restarts",
+            source.version, error, self._current.version, source.version,
+        )  # fmt: skip
+        if self._on_load_error is not None:
+            try:
+                self._on_load_error(source, error)
+            except Exception as exc:  # the registry may be what is failing
+                log.warning("could not record the load error of %s: %s", source.version, exc)
+
+
+def load_error_recorder(
+    sessions: sessionmaker[Session], worker: str
+) -> Callable[[ModelSource, str], None]:
+    """ModelHolder's on_load_error: a `load_failed` event and the version's load_error."""
+
+    def record(source: ModelSource, error: str) -> None:
+        with sessions() as session, session.begin():
+            registry.record_load_error(session, source.version, worker, error)
+
+    return record

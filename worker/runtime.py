@@ -21,8 +21,18 @@ from db.session import make_engine, make_sessionmaker
 from models.numerics import resolve_numerics
 from models.openvino_backend import release_core, resolve_backend
 from models.serving import Classifier
-from worker.modelstore import ModelHolder, ModelSource, build_classifier, choose_source
-from worker.pipeline import Item, PipelineConfig, classify
+from worker.forward import Forward
+from worker.jobs import Classified, Item, Loaded, MapPolicy, PipelineConfig
+from worker.maplane import Done, MapLane
+from worker.mapping import map_photo
+from worker.modelstore import (
+    ModelHolder,
+    ModelSource,
+    build_classifier,
+    choose_source,
+    load_error_recorder,
+)
+from worker.pipeline import classify
 from worker.settings import Settings, get_settings
 from worker.sources import SourceLimits
 
@@ -59,15 +69,22 @@ class Runtime:
     poller: ModelPoller
     config: PipelineConfig
     decode_pool: ThreadPoolExecutor
-    forward_lock: threading.Lock
+    forward: Forward
+    lane: MapLane = field(init=False)
     pid: int = field(default_factory=os.getpid)
     closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.lane = MapLane(self.map_one)
 
     def classifier(self) -> Classifier:
         return self.models.current()
 
-    def classify(self, items: Sequence[Item]) -> list[dict[str, Any]]:
-        """The pipeline with this process's model, sessions, settings and thread pool."""
+    def classify(self, items: Sequence[Item]) -> Classified:
+        """The pipeline with this process's model, sessions, settings and thread pool.
+
+        Photos to map come back in `to_map`: hand them to `map_later` (or `map_one`).
+        """
         classifier = self.models.current()  # taken once: a model switch never splits a batch
         return classify(
             items,
@@ -75,14 +92,28 @@ class Runtime:
             self.sessions,
             self.config,
             pool=self.decode_pool,
-            forward_lock=self.forward_lock,
+            forward=self.forward,
         )
+
+    def classify_all(self, items: Sequence[Item]) -> list[dict[str, Any]]:
+        """classify, then map its big photos in this thread: every item's row, when done."""
+        done = self.classify(items)
+        return [*done.rows, *(self.map_one(x, done.classifier) for x in done.to_map)]
+
+    def map_one(self, loaded: Loaded, classifier: Classifier) -> dict[str, Any]:
+        """Map one photo with `classifier` (the model its batch was answered by)."""
+        return map_photo(loaded, classifier, self.sessions, self.config, self.forward)
+
+    def map_later(self, loaded: Loaded, classifier: Classifier, done: Done) -> None:
+        """Queue a photo for the map lane; `done(row, error)` is called once it is stored."""
+        self.lane.put(loaded, classifier, done)
 
     def close(self, timeout_s: float = 120.0) -> None:
         """Release everything native in order, on the thread that built the runtime.
 
-        The poller first (a model it is loading finishes), then the decode pool, then the
-        served model once no batch is in its forward pass, then the shared OpenVINO Core.
+        The poller first (a model it is loading finishes), then the map lane (the photo it
+        maps finishes; photos waiting stay unacked for redelivery), the decode pool, the
+        forward thread, the served model, then the shared OpenVINO Core.
         Left to the interpreter's exit instead, they were torn down in no set order while
         the poll thread could still be compiling (std::terminate, SIGABRT). Called by the
         worker_shutdown hook once Celery's pool has drained, and at exit; idempotent.
@@ -94,15 +125,15 @@ class Runtime:
         if not self.poller.stop(timeout_s):
             log.error("a model load outlasted %.0f s: leaving the model to the exit", timeout_s)
             return
+        if not self.lane.close(timeout_s):
+            log.error("a crack map outlasted %.0f s: leaving the model to the exit", timeout_s)
+            return
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
-        if not self.forward_lock.acquire(timeout=timeout_s):
+        if not self.forward.close(timeout_s):
             log.error("a forward pass outlasted %.0f s: leaving the model to the exit", timeout_s)
             return
-        try:
-            served = self.models.current()
-            served.close()
-        finally:
-            self.forward_lock.release()
+        served = self.models.current()
+        served.close()
         release_core()
         log.info(
             "runtime closed: released %s in %.1f s", served.version, time.monotonic() - started
@@ -171,7 +202,7 @@ def build_runtime(settings: Settings) -> Runtime:
         poller=ModelPoller(models, settings.model_poll_s),
         config=pipeline_config(settings),
         decode_pool=ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="crackq-decode"),
-        forward_lock=threading.Lock(),
+        forward=Forward(settings.batch_size, settings.map_busy_batch),
     )
 
 
@@ -197,7 +228,8 @@ def load_models(settings: Settings, sessions: sessionmaker[Session]) -> ModelHol
         max_batch=settings.batch_size,
         int8=settings.int8 == "auto",
     )
-    models = ModelHolder(load, pick)
+    worker = f"{socket.gethostname()}:{os.getpid()}"  # who could not load a version
+    models = ModelHolder(load, pick, on_load_error=load_error_recorder(sessions, worker))
     models.current().warm_up()
     return models
 
@@ -209,4 +241,12 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         max_pixels=settings.max_image_pixels,
         formats=tuple(settings.image_formats),
         hostname=socket.gethostname(),
+        maps=MapPolicy(
+            min_side_factor=settings.map_min_side_factor,
+            tile=settings.map_tile,
+            overlap=settings.map_overlap,
+            min_region_tiles=settings.map_min_region_tiles,
+            time_budget_s=settings.map_time_budget_s,
+            batch=settings.batch_size,
+        ),
     )

@@ -104,6 +104,35 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often inference workers check for a newly promoted model."
     )
 
+    # --- crack maps (photos much larger than the model's patch) --------------------------
+    map_min_side_factor: float = Field(
+        2.0,
+        gt=0,
+        description="A photo in auto mode is mapped tile by tile when a side is more than "
+        "this many times the model's training patch size; otherwise it is classified whole.",
+    )
+    map_tile: int = Field(
+        0, ge=0, description="Tile side in photo pixels; 0 = the checkpoint's training patch."
+    )
+    map_overlap: float = Field(
+        0.5, ge=0, lt=1, description="Fraction of a tile its neighbours overlap (0 = none)."
+    )
+    map_min_region_tiles: int = Field(
+        2,
+        ge=1,
+        description="A mapped photo is a crack when it has a region of at least this many "
+        "connected crack tiles (one stray tile is not a crack).",
+    )
+    map_busy_batch: int = Field(
+        4,
+        ge=1,
+        description="Largest forward pass of map tiles while photos classified whole are "
+        "arriving (keeps their latency low); the full batch size otherwise.",
+    )
+    map_time_budget_s: float = Field(
+        300.0, gt=0, description="A photo still being mapped after this long fails (map_timeout)."
+    )
+
     # --- image references ---------------------------------------------------------------
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
@@ -135,6 +164,52 @@ class Settings(BaseSettings):
     training_time_limit_s: int = Field(4 * 3600, ge=60, description="Hard limit per run.")
     auto_promote: bool = Field(
         True, description="Promote a finished run if it beats the promoted model."
+    )
+
+    # --- self-healing: training runs and unacknowledged messages --------------------------
+    training_max_time_limit_s: int = Field(
+        12 * 3600,
+        ge=60,
+        description="Largest time limit a run may ask for (--time-limit-s); a longer one "
+        "is refused when the run is submitted.",
+    )
+    run_heartbeat_s: float = Field(
+        10.0, gt=0, description="How often a running training run records a heartbeat."
+    )
+    run_dead_after_s: float = Field(
+        150.0,
+        gt=0,
+        description="A running training run without a heartbeat for this long is marked "
+        "failed (its worker died); any live worker, and `crackq finetune status/list`, sweep.",
+    )
+    self_heal: bool = Field(
+        True,
+        description="Workers put back on the queue the unacknowledged messages of workers "
+        "that died, and re-send rows whose message was lost (see README, Self-healing).",
+    )
+    holds_heartbeat_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often each worker publishes the delivery tags it holds unacked.",
+    )
+    holds_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="A worker silent this long is dead: unacked messages no live worker "
+        "holds, delivered at least this long ago, go back to the queue. Exceeds "
+        "CRACKQ_HOLDS_HEARTBEAT_S a few times over.",
+    )
+    sweep_s: float = Field(
+        15.0,
+        gt=0,
+        description="How often workers sweep: dead training runs, and (one worker at a "
+        "time, by a Redis lock) orphaned and lost inference messages.",
+    )
+    requeue_lost_after_s: float = Field(
+        600.0,
+        gt=0,
+        description="A row queued this long whose message is neither queued nor held "
+        "unacked in Redis is re-sent (two sweeps in a row must find it so).",
     )
 
     # --- operations ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from worker import (
     control,  # noqa: F401  (registers the crackq_model command)
     deadletter,
     outage,
+    upkeep,
 )
 from worker.app import CLASSIFY_MANY_TASK, CLASSIFY_TASK, FINE_TUNE_TASK, app
 from worker.classify_task import ClassifyTask, to_item
@@ -33,6 +34,17 @@ def release_runtime(**_: Any) -> None:
     matters); a prefork child gets worker_process_shutdown instead.
     """
     close_runtime()
+
+
+@signals.worker_ready.connect(weak=False)
+def start_upkeep(sender: Any = None, **_: Any) -> None:
+    """Publish what this worker holds and sweep what dead workers left (worker/upkeep.py)."""
+    upkeep.start(sender, app, get_settings(), get_sessions())
+
+
+@signals.worker_shutdown.connect(weak=False)
+def stop_upkeep(**_: Any) -> None:
+    upkeep.stop()
 
 
 def dead_letter_or_retry(task: Any, reason: str, payload: dict[str, Any]) -> None:
@@ -64,7 +76,7 @@ def classify_one(self: ClassifyTask, **kwargs: Any) -> None:
         dead_letter_or_retry(self, f"invalid arguments: {exc}", {"kwargs": kwargs})
         return
     with outage.retried(self):
-        get_runtime().classify([item])
+        get_runtime().classify_all([item])
 
 
 @app.task(name=CLASSIFY_MANY_TASK, **INFERENCE)
@@ -90,6 +102,7 @@ def classify_many(self: Any, **kwargs: Any) -> dict[str, int]:
             "image_ref": i.image_ref,
             "batch_id": i.batch_id,
             "submitted_at": i.submitted_at or now,
+            "mode": i.mode,
         }
         for i in items
     ]
@@ -128,4 +141,4 @@ def fine_tune_task(self: Any, run_id: str) -> dict[str, Any]:
         # shows the task as PROGRESS with the progress line in its result column.
         self.send_event("task-progress", result=progress_line(meta))
 
-    return execute_run(run_id, get_settings(), get_sessions(), report)
+    return execute_run(run_id, get_settings(), get_sessions(), report, self.request.hostname)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -193,3 +194,23 @@ def summary(
     if data.labels_skipped:
         out["labels_skipped"] = data.labels_skipped
     return {**out, "skipped": len(skipped), "skipped_examples": list(skipped[:20])}
+
+
+def patch_side(data: TrainingData, sample: int = 32) -> int | None:
+    """The median shorter side of up to `sample` of the operator's training photos.
+
+    Serving maps big photos with tiles of this side (worker.mapping): the scale the model
+    learned at. Read from the files' headers only; None when no operator file is readable.
+    """
+    sides: list[int] = []
+    for ref, _ in data.parts.train:
+        if len(sides) >= sample:
+            break
+        if ref not in data.load.trusted:
+            continue
+        try:
+            with Image.open(ref) as img:
+                sides.append(min(img.size))
+        except (OSError, ValueError):
+            continue
+    return int(statistics.median(sides)) if sides else None

@@ -72,6 +72,7 @@ def test_reporting_view_columns_are_stable(database_url: str) -> None:
         "latency_ms",
         "created_at",
     ]
+    assert cols[15:20] == ["mode", "tiles", "crack_tiles", "crack_area_fraction", "crack_regions"]
 
 
 def _privileged(url: str, table: str) -> bool:
@@ -95,6 +96,25 @@ def test_reporting_grants_go_down_and_up_with_their_migration(scratch_url: str) 
     assert not _privileged(scratch_url, "results")
     upgrade(scratch_url)
     assert _privileged(scratch_url, "results")
+
+
+def test_crack_maps_come_and_go_with_their_migration_and_keep_the_view_readable(
+    scratch_url: str,
+) -> None:
+    upgrade(scratch_url)
+    assert _privileged(scratch_url, "crack_maps") and _privileged(scratch_url, "crack_regions")
+    downgrade(scratch_url, "0006")
+    engine = create_engine(scratch_url)
+    try:
+        found = inspect(engine)
+        assert "crack_maps" not in found.get_table_names()
+        view = [c["name"] for c in found.get_columns("crackq_results_v1")]
+        assert len(view) == 15 and "mode" not in [c["name"] for c in found.get_columns("results")]
+    finally:
+        engine.dispose()
+    assert _privileged(scratch_url, "crackq_results_v1")  # the recreated view is granted again
+    upgrade(scratch_url)
+    assert _privileged(scratch_url, "crack_maps")
 
 
 def test_reporting_role_reads_results_and_nothing_else(database_url: str) -> None:

@@ -37,6 +37,7 @@ COMMANDS = (
     "submit",
     "classify",
     "results",
+    "map",
     "worker",
     "flower",
     "migrate",

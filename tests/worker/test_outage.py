@@ -37,9 +37,10 @@ def batch(n: int, prefix: str = "r") -> list[FakeRequest]:
     return [FakeRequest(f"{prefix}{i}", {"image_ref": f"/x/{i}.jpg"}) for i in range(n)]
 
 
-def stored(items: list[Any]) -> list[dict[str, Any]]:
-    return [{"request_id": i.request_id, "status": "succeeded", "label": "crack",
+def stored(items: list[Any]) -> SimpleNamespace:
+    rows = [{"request_id": i.request_id, "status": "succeeded", "label": "crack",
              "confidence": 0.9} for i in items]  # fmt: skip
+    return SimpleNamespace(rows=rows, to_map=[], classifier=None)
 
 
 def serve(monkeypatch: pytest.MonkeyPatch, classify: Any) -> None:

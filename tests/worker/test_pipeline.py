@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from models.numerics import resolve_numerics
 from models.serving import Classifier
 from models.transforms import stack
 from worker import outage
-from worker.pipeline import Item, PipelineConfig, classify, load, verdict
+from worker.forward import Forward
+from worker.pipeline import Item, MapPolicy, PipelineConfig, classify, load, verdict
 from worker.sources import SourceLimits
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
@@ -56,7 +56,9 @@ def photos(tmp_path: Path) -> tuple[PipelineConfig, dict[str, str]]:
     (tmp_path / "outside.jpg").write_bytes(images.jpeg())
     refs["path_not_allowed"] = str(tmp_path / "outside.jpg")
     limits = SourceLimits(allowed_roots=(root,), max_bytes=10_000_000, http_timeout_s=5)
-    return PipelineConfig(limits, 50_000_000, CAMERA_FORMATS, "test-host"), refs
+    # these photos are all classified whole (tests/worker/test_mapping.py maps photos)
+    whole = MapPolicy(min_side_factor=1000)
+    return PipelineConfig(limits, 50_000_000, CAMERA_FORMATS, "test-host", whole), refs
 
 
 def stored(sessions, ids: list[str]) -> dict[str, Result]:
@@ -68,7 +70,7 @@ def stored(sessions, ids: list[str]) -> dict[str, Result]:
 def test_one_row_per_item_with_labels_and_recorded_failures(sessions, classifier, photos) -> None:
     config, refs = photos
     items = [Item(f"p-{name}", ref, "pipeline-test") for name, ref in refs.items()]
-    rows = classify(items, classifier, sessions, config)
+    rows = classify(items, classifier, sessions, config).rows
     assert len(rows) == len(items)
     by_id = stored(sessions, [i.request_id for i in items])
     assert set(by_id) == {i.request_id for i in items}
@@ -90,17 +92,19 @@ def test_finished_ids_are_skipped_and_a_repeated_id_makes_one_row(
 ) -> None:
     config, refs = photos
     twice = [Item("dup", refs["good-0"]), Item("dup", refs["good-1"])]
-    assert [r["image_ref"] for r in classify(twice, classifier, sessions, config)] == [
+    assert [r["image_ref"] for r in classify(twice, classifier, sessions, config).rows] == [
         refs["good-0"]
     ]
-    assert classify(twice, classifier, sessions, config) == []  # already final: not redone
+    assert classify(twice, classifier, sessions, config).rows == []  # already final: not redone
     assert stored(sessions, ["dup"])["dup"].image_ref == refs["good-0"]
 
 
-def test_decode_pool_and_forward_lock_give_the_same_rows(sessions, classifier, photos) -> None:
+def test_decode_pool_and_forward_thread_give_the_same_rows(sessions, classifier, photos) -> None:
     config, refs = photos
     good = [ref for name, ref in refs.items() if name.startswith("good")]
-    plain = classify([Item(f"a{i}", r) for i, r in enumerate(good)], classifier, sessions, config)
+    items = [Item(f"a{i}", r) for i, r in enumerate(good)]
+    plain = classify(items, classifier, sessions, config).rows
+    forward = Forward(max_batch=32, busy_batch=4)
     with ThreadPoolExecutor(2) as pool:
         pooled = classify(
             [Item(f"b{i}", r) for i, r in enumerate(good)],
@@ -108,8 +112,9 @@ def test_decode_pool_and_forward_lock_give_the_same_rows(sessions, classifier, p
             sessions,
             config,
             pool=pool,
-            forward_lock=threading.Lock(),
-        )
+            forward=forward,
+        ).rows
+    assert forward.close(5) and forward.forwards == 1
     assert [r["crack_probability"] for r in pooled] == pytest.approx(
         [r["crack_probability"] for r in plain], abs=1e-5
     )
@@ -124,7 +129,7 @@ def test_the_checkpoint_threshold_decides_the_label(sessions, classifier, photos
     raw = torch.softmax(logits, dim=1)[:, CRACK_INDEX].tolist()
     threshold = sorted(raw)[2]  # two photos below it, two at or above
     tuned = Classifier(classifier.model, classifier.numerics, "tuned", SIZE, threshold)
-    rows = classify([Item(f"t{i}", r) for i, r in enumerate(good)], tuned, sessions, config)
+    rows = classify([Item(f"t{i}", r) for i, r in enumerate(good)], tuned, sessions, config).rows
     shift = torch.logit(torch.tensor(threshold))
     logits[:, CRACK_INDEX] -= shift  # what serving did before the threshold was explicit
     shifted = torch.softmax(logits, dim=1)[:, CRACK_INDEX].tolist()

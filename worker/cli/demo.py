@@ -41,7 +41,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _train_then_classify(stack: LocalWorkers, photos: DemoPhotos, epochs: int) -> int:
     from worker.demodata import confusion
-    from worker.finetune import start_run
+    from worker.runsubmit import start_run
     from worker.trainingdata import DataSpec
 
     app, sessions = stack

@@ -1,11 +1,14 @@
-"""`crackq finetune [start] | cancel RUN | status RUN | list`: training runs."""
+"""`crackq finetune [start] | cancel RUN | status RUN | list | retry RUN`: training runs."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from db import runs
 from db.tables import TrainingRun
@@ -14,10 +17,25 @@ from worker.cli.output import row_fields, sessions, to_json
 from worker.settings import get_settings
 from worker.waiting import wait_run
 
-RUN_FIELDS = ("run_id", "status", "message", "model_version", "promoted", "metrics", "progress")
+RUN_FIELDS = (
+    "run_id",
+    "status",
+    "message",
+    "model_version",
+    "promoted",
+    "metrics",
+    "progress",
+    "worker",
+    "heartbeat_at",
+    "retry_of",
+)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    if args.verb in ("list", "status"):
+        _sweep_dead()
+    if args.verb == "retry":
+        return _retry(args)
     if args.verb == "list":
         with sessions()() as session:
             for run in runs.list_runs(session):
@@ -42,7 +60,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> int:
     # Imported here, not at the top: they load torch, which `crackq --help` should not wait for.
     from worker.app import app
-    from worker.finetune import start_run
+    from worker.runsubmit import start_run
     from worker.trainingdata import DataSpec
 
     spec = DataSpec(
@@ -56,10 +74,32 @@ def _start(args: argparse.Namespace) -> int:
     settings = get_settings()
     auto = settings.auto_promote and not args.no_promote
     factory = sessions()
-    run_id = start_run(
-        app, factory, spec, recipe_from_args(args), auto, settings.training_time_limit_s
-    )
+    limits = (settings.training_time_limit_s, settings.training_max_time_limit_s)
+    run_id = start_run(app, factory, spec, recipe_from_args(args), auto, *limits)
     print(run_id)
+    return _maybe_wait(args, factory, run_id)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from worker.app import app
+    from worker.runsubmit import retry_run
+
+    if not args.run_id:
+        raise ValueError("finetune retry needs a RUN id")
+    factory = sessions()
+    run_id = retry_run(app, factory, args.run_id, get_settings())
+    print(run_id)
+    print(f"# {run_id} queued: a retry of {args.run_id} with the same config", file=sys.stderr)
+    return _maybe_wait(args, factory, run_id)
+
+
+def _sweep_dead() -> None:
+    """What a live worker's sweep would do, so a read never shows a dead run as running."""
+    with sessions()() as session, session.begin():
+        runs.fail_dead_runs(session, get_settings().run_dead_after_s)
+
+
+def _maybe_wait(args: argparse.Namespace, factory: sessionmaker[Session], run_id: str) -> int:
     if args.wait:
         run = wait_run(factory, run_id)
         print(to_json(describe(run), indent=2))

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from db import registry
+from db import deadletters, registry
 from db import results as results_db
 from db.tables import Result
 from worker.app import INFERENCE_QUEUE, TRAINING_QUEUE, app
@@ -20,7 +20,7 @@ from worker.waiting import wait_rows
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    sub = submit(app, sessions(), _refs(args), batch_id=args.batch_id)
+    sub = submit(app, sessions(), _refs(args), batch_id=args.batch_id, mode=args.mode)
     if args.json:
         print(
             to_json(
@@ -46,7 +46,7 @@ def run_classify(args: argparse.Namespace) -> int:
     """Submit, wait with a progress bar until every row is stored, summarise."""
     factory = sessions()
     t0 = time.perf_counter()
-    sub = submit(app, factory, _refs(args), batch_id=args.batch_id)
+    sub = submit(app, factory, _refs(args), batch_id=args.batch_id, mode=args.mode)
     print(f"submitted {len(sub.request_ids)} references as {sub.batch_id}", file=sys.stderr)
     counts = wait_rows(factory, sub.request_ids, args.timeout, progress=True)
     elapsed = time.perf_counter() - t0
@@ -99,22 +99,31 @@ def run_status(args: argparse.Namespace) -> int:
     while True:
         for queue in (INFERENCE_QUEUE, TRAINING_QUEUE):
             print(f"queue {queue}: {client.llen(queue)} waiting")
+        print(f"unacked: {client.hlen('unacked')} messages held by workers")
         replies = app.control.inspect(timeout=1.0).ping() or {}
         print(f"workers: {len(replies)}" + "".join(f"\n  {name}" for name in sorted(replies)))
-        stale_after = get_settings().visibility_timeout_s
+        settings = get_settings()
+        stale_after = settings.requeue_lost_after_s
         with sessions()() as session:
             row = registry.promoted(session)
             recent = results_db.recent_activity(session, seconds=60)
             stale = results_db.stale_queued_count(session, stale_after)
+            letters = deadletters.waiting_count(session)
         print(
             f"results: {recent['queued']} queued, {recent['finished']} finished in the last "
             f"minute ({recent['finished'] / 60:.1f}/s, {recent['failed']} failed)"
         )
         if stale:
-            print(
-                f"  {stale} queued for more than {stale_after} s: their messages may be lost; "
-                "`crackq requeue` re-sends them"
+            heal = (
+                "self-heal re-sends those whose message is lost"
+                if settings.self_heal
+                else ("`crackq requeue` re-sends them")
             )
+            print(f"  {stale} queued for more than {stale_after:g} s (stuck?): {heal}")
+        print(
+            f"dead letters: {letters} waiting"
+            + (" (`crackq dead-letters list`)" if letters else "")
+        )
         print(
             f"promoted model: {row.version if row else 'none (workers serve an untrained model)'}"
         )

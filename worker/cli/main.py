@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from models.recipe import Recipe
-from worker.cli import deadletters, demo, finetune, inspect, labels, models, service
+from worker.cli import deadletters, demo, finetune, inspect, labels, maps, models, service
 from worker.settings import get_settings
 
 EPILOG = """\
@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dir", type=Path, help="submit every image file below this folder")
         p.add_argument("--from-file", type=Path, help="file with one reference per line")
         p.add_argument("--batch-id", help="label this submission (default: generated)")
+        p.add_argument(
+            "--mode",
+            choices=("auto", "patch", "map"),
+            default="auto",
+            help="patch: classify each photo whole; map: map it tile by tile (crackq map "
+            "shows it); auto (default): map photos with a side over "
+            "CRACKQ_MAP_MIN_SIDE_FACTOR x the model's training patch",
+        )
 
     p = add(
         "submit",
@@ -74,6 +82,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="ISO-8601 time, e.g. 2026-11-25T00:00:00Z")
     p.add_argument("--limit", type=int, default=100, help="0 = no limit (default 100)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    p = add(
+        "map",
+        maps.run_map,
+        help="show a mapped photo's crack map: tile probabilities, regions, verdict",
+        description="Print the stored crack map of one photo submitted with --mode map (or "
+        "auto, when it was large enough to map): its tile grid, per-tile crack probabilities "
+        "(crack iff >= 0.5), connected regions and the photo's verdict. With -o, also read "
+        "the photo (with the worker's reading limits) and write a PNG of it with the map "
+        "drawn over it. Exit code 1 when the id is unknown or its photo was not mapped.",
+    )
+    p.add_argument("request_id", help="the result's request id (as printed by submit)")
+    p.add_argument(
+        "--format",
+        choices=("json", "text"),
+        default="text",
+        help="text: a summary with a coarse grid (default); json: the full map",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="PNG",
+        help="write the photo with a heat map and region boxes over it to this PNG",
+    )
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=2048,
+        help="-o: the overlay's long side in px at most (default 2048; never enlarged)",
+    )
 
     p = add(
         "worker",
@@ -116,9 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="crackq finetune [start] --data DIR ... | cancel RUN | status RUN | list",
     )
     p.add_argument(
-        "verb", nargs="?", default="start", choices=("start", "cancel", "status", "list")
+        "verb",
+        nargs="?",
+        default="start",
+        choices=("start", "cancel", "status", "list", "retry"),
+        help="retry RUN queues a failed or cancelled run again as a new run, same config",
     )
-    p.add_argument("run_id", nargs="?", help="the run, for cancel and status")
+    p.add_argument("run_id", nargs="?", help="the run, for cancel, status and retry")
     p.add_argument(
         "--data",
         action="append",
@@ -146,10 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "models",
         models.run_models,
-        help="the model registry: list | show V | promote V | rollback",
+        help="the model registry: list | show V | promote V | rollback | history",
+        description="rollback re-promotes the version promoted before the current one's "
+        "promotion, walking back one promotion per rollback; history lists every promotion, "
+        "rollback and failed load (who, when, why).",
     )
-    p.add_argument("verb", choices=("list", "show", "promote", "rollback"))
+    p.add_argument("verb", choices=("list", "show", "promote", "rollback", "history"))
     p.add_argument("version", nargs="?")
+    p.add_argument("--reason", help="promote/rollback: why, kept in the history")
+    p.add_argument("--by", help="promote/rollback: who (default: your user name)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="history")
+    p.add_argument("--limit", type=int, default=50, help="history: newest N events")
 
     p = add(
         "label",

@@ -1,12 +1,15 @@
-"""`crackq models list | show V | promote V | rollback`: the model registry."""
+"""`crackq models list | show V | promote V | rollback | history`: the model registry."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from db import registry
+from db.tables import ModelEvent
 from worker.cli.output import row_fields, sessions, to_json
 from worker.settings import get_settings
 
@@ -21,7 +24,9 @@ VERSION_FIELDS = (
     "data_summary",
     "created_at",
     "promoted_at",
+    "load_error",
 )
+EVENT_FIELDS = ("at", "action", "version", "previous_version", "actor", "reason")
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -32,15 +37,20 @@ def run_models(args: argparse.Namespace) -> int:
                 print(
                     f"{v.version:<28} {v.status:<9} acc={_f(m.get('accuracy'))} auc={_f(m.get('auc'))} "
                     f"f1={_f(m.get('f1'))} int8={_int8(m)}  parent={v.parent_version or '-'}"
+                    f"{'  LOAD FAILED' if v.load_error else ''}"
                 )
             return 0
+        if args.verb == "history":
+            print(render_history(registry.history(session, args.limit), args.format))
+            return 0
+        by = args.by or getpass.getuser()
         if args.verb == "rollback":
-            row = registry.rollback(session)
+            row = registry.rollback(session, by=by, reason=args.reason)
         else:
             if not args.version:
                 raise ValueError(f"models {args.verb} needs a VERSION")
             row = (
-                registry.promote(session, args.version)
+                registry.promote(session, args.version, by=by, reason=args.reason)
                 if args.verb == "promote"
                 else registry.get(session, args.version)
             )
@@ -52,6 +62,22 @@ def run_models(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def render_history(events: Sequence[ModelEvent], fmt: str) -> str:
+    """Registry events, newest first, as JSON or an aligned table."""
+    rows = [row_fields(e, EVENT_FIELDS) for e in events]
+    if fmt == "json":
+        return to_json(rows, indent=2)
+    if not rows:
+        return "no registry events yet"
+    return "\n".join(_event_line(e) for e in events)
+
+
+def _event_line(e: ModelEvent) -> str:
+    was = f" (was {e.previous_version})" if e.previous_version else ""
+    why = f": {e.reason}" if e.reason else ""
+    return f"{e.at:%Y-%m-%d %H:%M:%S}  {e.action:<11} {e.version}{was}  by {e.actor}{why}"
 
 
 def _int8(metrics: dict[str, Any]) -> str:

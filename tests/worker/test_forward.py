@@ -1,0 +1,113 @@
+"""The forward thread: whole photos before tiles, small tile batches while photos arrive."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from models.numerics import resolve_numerics
+from models.serving import Classifier
+from worker.forward import PATCH, TILES, Forward, ForwardClosed
+
+
+class Recording(nn.Module):
+    """Logits from each image's first pixel, after a pause; remembers every batch's size."""
+
+    def __init__(self, pause_s: float, fail_on: int | None = None) -> None:
+        super().__init__()
+        self.pause_s, self.fail_on = pause_s, fail_on
+        self.sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(len(x))
+        time.sleep(self.pause_s)
+        if self.fail_on is not None and len(self.sizes) == self.fail_on:
+            raise RuntimeError("planted failure")
+        v = x[:, 0, 0, 0].float()
+        return torch.stack([-v, v], dim=1)
+
+
+def classifier(module: Recording) -> Classifier:
+    return Classifier(module, resolve_numerics("cpu", "fp32", False), "rec", input_size=4)
+
+
+def pixels(n: int, value: int) -> np.ndarray:
+    return np.full((n, 4, 4, 3), value, dtype=np.uint8)
+
+
+def in_thread(target, *args) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["value"] = target(*args)
+        except BaseException as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_a_photo_waits_for_one_small_forward_pass_not_for_all_the_tiles() -> None:
+    module = Recording(pause_s=0.01)
+    clf, forward = classifier(module), Forward(max_batch=16, busy_batch=2, busy_s=5.0)
+    tiles_thread, tiles = in_thread(forward.predict, clf, pixels(160, 200), TILES)
+    while not module.sizes:  # tiles are running, in batches of 16: no photo seen yet
+        time.sleep(0.001)
+    before = len(module.sizes)
+    photo = forward.predict(clf, pixels(1, 10), PATCH)
+    tiles_thread.join(20)
+    assert forward.close(5)
+    assert photo.shape == (1,) and photo[0] < 0.5
+    assert tiles["value"].shape == (160,) and (tiles["value"] > 0.5).all()
+    assert set(module.sizes[:before]) == {16}  # alone, tiles take the full batch
+    assert before < 10, "the tiles were done before the photo came: the test proves nothing"
+    # the photo went in at most two passes after it came (the pass in progress may have
+    # begun just before), beside at most one tile; every tile pass after it was small
+    first_small = next(i for i, n in enumerate(module.sizes) if n <= 2)
+    assert first_small <= before + 1 and max(module.sizes[first_small:]) <= 2
+    assert sum(module.sizes) == 161
+
+
+def test_a_failed_forward_fails_only_the_work_inside_it() -> None:
+    module = Recording(pause_s=0.0, fail_on=1)
+    clf, forward = classifier(module), Forward(max_batch=8, busy_batch=8)
+    with pytest.raises(RuntimeError, match="planted"):
+        forward.predict(clf, pixels(3, 200), PATCH)
+    assert forward.predict(clf, pixels(2, 200), PATCH).shape == (2,)
+    assert forward.close(5) and module.sizes == [3, 2]
+
+
+def test_close_fails_the_waiting_work_and_later_calls() -> None:
+    module = Recording(pause_s=0.3)
+    clf, forward = classifier(module), Forward(max_batch=1, busy_batch=1)
+    running, first = in_thread(forward.predict, clf, pixels(1, 1), PATCH)
+    time.sleep(0.1)
+    waiting, second = in_thread(forward.predict, clf, pixels(3, 1), TILES)
+    time.sleep(0.05)
+    assert forward.close(5)
+    running.join(5), waiting.join(5)
+    assert first["value"].shape == (1,)  # the pass in progress finished
+    assert isinstance(second.get("error"), ForwardClosed)
+    with pytest.raises(ForwardClosed):
+        forward.predict(clf, pixels(1, 1), PATCH)
+
+
+def test_each_forward_pass_serves_one_model() -> None:
+    a, b = Recording(pause_s=0.05), Recording(pause_s=0.0)
+    forward = Forward(max_batch=8, busy_batch=8)
+    first, _ = in_thread(forward.predict, classifier(a), pixels(1, 1), PATCH)
+    time.sleep(0.01)
+    t1, r1 = in_thread(forward.predict, classifier(a), pixels(2, 1), PATCH)
+    t2, r2 = in_thread(forward.predict, classifier(b), pixels(2, 1), PATCH)
+    for t in (first, t1, t2):
+        t.join(5)
+    assert forward.close(5)
+    assert r1["value"].shape == r2["value"].shape == (2,)
+    assert sum(a.sizes) == 3 and b.sizes == [2]

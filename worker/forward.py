@@ -1,0 +1,166 @@
+"""The one thread that runs forward passes: whole photos first, map tiles in the gaps.
+
+Every forward pass of a worker process goes through `Forward.predict`. Photos classified
+whole ("patch" work: someone is waiting for each) go first; tiles of photos being mapped
+fill the rest of each forward batch, or run alone when no photo is waiting. While photos
+arrive (one in the last `busy_s`), a forward pass holds at most `busy_batch` images, so a
+photo arriving never waits behind a long run of tiles: at most one small forward pass.
+On a CPU the model's images/s hardly depend on the batch size, so this costs tiles little.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from models.network import CRACK_INDEX
+from models.serving import Classifier
+
+log = logging.getLogger(__name__)
+
+PATCH, TILES = "patch", "tiles"
+
+
+class ForwardClosed(RuntimeError):
+    """The forward thread was stopped (worker shutdown) before this work ran."""
+
+
+@dataclass(eq=False)
+class _Work:
+    classifier: Classifier
+    pixels: np.ndarray  # uint8 (n, H, W, 3)
+    out: np.ndarray = field(init=False)
+    done: int = 0  # images of `pixels` already through the model
+    error: BaseException | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.out = np.empty(len(self.pixels), dtype=np.float32)
+
+    @property
+    def left(self) -> int:
+        return len(self.pixels) - self.done
+
+
+class Forward:
+    """Runs every forward pass of a process on one thread, in the order described above."""
+
+    def __init__(self, max_batch: int, busy_batch: int, busy_s: float = 1.0) -> None:
+        self.max_batch = max(1, max_batch)
+        self.busy_batch = max(1, min(busy_batch, self.max_batch))
+        self.busy_s = busy_s
+        self._queues: dict[str, deque[_Work]] = {PATCH: deque(), TILES: deque()}
+        self._cond = threading.Condition()
+        self._last_patch = -float("inf")
+        self._closed = False
+        self.forwards = 0  # forward passes run, for tests and logs
+        self._thread = threading.Thread(target=self._loop, name="crackq-forward", daemon=True)
+        self._thread.start()
+
+    def predict(self, classifier: Classifier, pixels: np.ndarray, kind: str = PATCH) -> np.ndarray:
+        """Raw crack probabilities (n,) of uint8 (n, H, W, 3) `pixels`; blocks until done."""
+        if len(pixels) == 0:
+            return np.empty(0, dtype=np.float32)
+        work = _Work(classifier, pixels)
+        with self._cond:
+            if self._closed:
+                raise ForwardClosed("the worker is shutting down")
+            if kind == PATCH:
+                self._last_patch = time.monotonic()
+            self._queues[kind].append(work)
+            self._cond.notify()
+        work.finished.wait()
+        if work.error is not None:
+            raise work.error
+        return work.out
+
+    def close(self, timeout_s: float) -> bool:
+        """Finish the forward pass in progress, fail the waiting work; False on a timeout."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not any(self._queues.values()):
+                    self._cond.wait()
+                if self._closed:
+                    self._fail_waiting()
+                    return
+                taken = self._take()
+            self._run(taken)
+
+    def _take(self) -> list[tuple[_Work, int, int]]:
+        """(work, start, stop) slices for the next forward pass, all for one model.
+
+        Every waiting photo goes in whole; tiles fill what is left of the batch: up to
+        `busy_batch` images while photos arrive, else up to `max_batch`.
+        """
+        patches, tiles = self._queues[PATCH], self._queues[TILES]
+        model = (patches or tiles)[0].classifier
+        busy = bool(patches) or time.monotonic() - self._last_patch < self.busy_s
+        room = self.busy_batch if busy else self.max_batch
+        taken: list[tuple[_Work, int, int]] = []
+        while patches and patches[0].classifier is model:
+            work = patches.popleft()
+            taken.append((work, 0, len(work.pixels)))
+            work.done = len(work.pixels)
+            room -= len(work.pixels)
+        while tiles and room > 0 and tiles[0].classifier is model:
+            work = tiles[0]
+            n = min(work.left, room)
+            taken.append((work, work.done, work.done + n))
+            work.done += n
+            room -= n
+            if work.left == 0:
+                tiles.popleft()
+        return taken
+
+    def _run(self, taken: list[tuple[_Work, int, int]]) -> None:
+        batch = np.concatenate([w.pixels[a:b] for w, a, b in taken])
+        try:
+            probs = taken[0][0].classifier.predict(torch.from_numpy(batch))[:, CRACK_INDEX]
+            values = probs.numpy()
+        except BaseException as exc:  # the waiting threads re-raise it
+            failed = {id(work) for work, _, _ in taken}
+            with self._cond:  # a tile work split over passes gives up its other slices
+                for queue in self._queues.values():
+                    kept = [w for w in queue if id(w) not in failed]
+                    queue.clear()
+                    queue.extend(kept)
+            for work, _, _ in taken:
+                work.error = exc
+                work.finished.set()
+            return
+        self.forwards += 1
+        offset = 0
+        for work, a, b in taken:
+            work.out[a:b] = values[offset : offset + b - a]
+            offset += b - a
+            if b == len(work.pixels):
+                work.finished.set()
+
+    def _fail_waiting(self) -> None:
+        for queue in self._queues.values():
+            for work in queue:
+                work.error = ForwardClosed("the worker shut down before this work ran")
+                work.finished.set()
+            queue.clear()
+
+
+def run(
+    forward: Forward | None, classifier: Classifier, pixels: np.ndarray, kind: str
+) -> np.ndarray:
+    """Raw crack probabilities of uint8 (n,H,W,3) `pixels`: through `forward`, or in this thread."""
+    if forward is not None:
+        return forward.predict(classifier, pixels, kind)
+    return classifier.predict(torch.from_numpy(pixels))[:, CRACK_INDEX].numpy()
