@@ -29,7 +29,8 @@ from sqlalchemy import Engine, text
 
 from benchmarks import model_speed, services
 from benchmarks.speed import _served, host_info
-from benchmarks.stats import latency_percentiles, message_rows, utcnow
+from benchmarks.stats import message_rows
+from benchmarks.worker_bench import trickle
 from harness import int8_model
 from harness.mosaics import build_mosaic, held_out_patches, save_mosaic
 from harness.procs import READY, ROOT, worker
@@ -46,7 +47,7 @@ def parse_args(argv: list[str], prog: str) -> argparse.Namespace:
     ap.add_argument("--photos", type=int, default=6, help="big photos per phase")
     ap.add_argument("--rows", type=int, default=13, help="patch rows of each mosaic")
     ap.add_argument("--cols", type=int, default=17, help="patch columns of each mosaic")
-    ap.add_argument("--overlap", type=float, default=0.5, help="CRACKQ_MAP_OVERLAP of the worker")
+    ap.add_argument("--overlap", type=float, default=0.0, help="CRACKQ_MAP_OVERLAP of the worker")
     ap.add_argument("--rate", type=float, default=4.0, help="single photos per second")
     ap.add_argument("--trickle-s", type=float, default=20.0)
     ap.add_argument("--skip", default="", help="comma list of throughput,fairness,memory")
@@ -55,6 +56,7 @@ def parse_args(argv: list[str], prog: str) -> argparse.Namespace:
 
 def main(argv: list[str], prog: str) -> int:
     args = parse_args(argv, prog)
+    services.point_settings_here()  # before anything reads crackq's settings
     skip = set(filter(None, args.skip.split(",")))
     out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="crackq-mapload-") as name:
@@ -63,7 +65,7 @@ def main(argv: list[str], prog: str) -> int:
         out["model"] = {"bench": "model", **model_speed.measure(*_served(), int8)}
         emit(out["model"])
         if "memory" not in skip:
-            out["map_memory"] = memory(int8)
+            out["map_memory"] = memory(int8, tmp)
             emit(out["map_memory"])
         if not {"throughput", "fairness"} <= skip:
             with services.bench_services(200) as (photos, engine):
@@ -97,11 +99,11 @@ def queue_runs(
     from worker.app import app
     from worker.enqueue import send
 
-    big_dir = photos.root / "big"
+    big_dir = tmp / "big"  # never inside the data folder
     big_dir.mkdir(exist_ok=True)
     big = mosaics(big_dir, args.photos, args.rows, args.cols)
     env = {
-        "CRACKQ_ALLOWED_ROOTS": str(photos.root),
+        "CRACKQ_ALLOWED_ROOTS": f"{photos.root},{big_dir.resolve()}",
         "CRACKQ_MAP_TILE": str(PATCH),
         "CRACKQ_MAP_OVERLAP": str(args.overlap),
     }
@@ -120,10 +122,10 @@ def queue_runs(
             }
             emit(found["map_throughput"])
         if "fairness" not in skip:
-            alone = trickle(engine, photos, "single-alone", args.rate, args.trickle_s / 2)
+            alone = trickle(engine, photos, 0, args.rate, args.trickle_s / 2, "single-alone")
             send(app, message_rows("map-busy", big))
             time.sleep(2.0)  # the first big photo is being mapped
-            busy = trickle(engine, photos, "single-busy", args.rate, args.trickle_s)
+            busy = trickle(engine, photos, 1000, args.rate, args.trickle_s, "single-busy")
             mapped = wait_rows(engine, "map-busy", len(big), timeout_s=120 + 60 * len(big))
             busy_span = span(engine, "map-busy")
             found["map_fairness"] = {
@@ -135,28 +137,6 @@ def queue_runs(
             }
             emit(found["map_fairness"])
     return found
-
-
-def trickle(engine: Engine, photos: Any, batch: str, rate: float, seconds: float) -> dict[str, Any]:
-    from worker.app import app
-    from worker.enqueue import send
-
-    count = max(5, int(rate * seconds))
-    t0 = time.monotonic()
-    for i, ref in enumerate(photos.cycle(0, count)):
-        delay = t0 + i / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        row = message_rows(batch, [ref], first=i)[0]
-        row["submitted_at"] = utcnow()
-        send(app, [row])
-    waited = wait_rows(engine, batch, count, timeout_s=120)
-    return {
-        "images": count,
-        "rate_per_s": rate,
-        **latency_percentiles(engine, batch),
-        "timed_out": waited.timed_out,
-    }
 
 
 def span(engine: Engine, batch: str) -> dict[str, Any]:
@@ -185,10 +165,7 @@ def span(engine: Engine, batch: str) -> dict[str, Any]:
 
 
 MEMORY_CHILD = """
-import json, resource, sys, time
-from io import BytesIO
-import numpy as np
-from PIL import Image
+import json, sys, time
 from models.tiles import map_image, tile_grid
 from worker.decode import decode_image
 from worker.forward import run
@@ -202,31 +179,45 @@ ckpt = sys.argv[1]
 numerics = resolve_numerics("cpu", "auto", True)
 source = ModelSource("bench", Path(ckpt), expected_sha256(Path(ckpt))) if ckpt else ModelSource("random")
 clf = build_classifier(source, numerics, "never", backend=resolve_backend("auto", "cpu"), int8=True)
-rng = np.random.default_rng(0)
-small = rng.integers(0, 255, (577, 866, 3), dtype=np.uint8)
-buf = BytesIO()
-Image.fromarray(small).resize((8660, 5773), Image.Resampling.BILINEAR).save(buf, "JPEG", quality=90)
-data = buf.getvalue()
-del small
+data = Path(sys.argv[2]).read_bytes()
 clf.predict(__import__("torch").zeros(32, clf.input_size, clf.input_size, 3, dtype=__import__("torch").uint8))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+
+Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
+before = status("VmRSS")
 t0 = time.perf_counter()
 image = decode_image(data, 50_000_000, target=None)
 grid = tile_grid(*image.size, 227, 0.5)
 cmap = map_image(image, grid, lambda t: run(None, clf, t, "tiles"), size=clf.input_size, batch=32, threshold=0.5)
 seconds = time.perf_counter() - t0
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+after = status("VmHWM")
 print(json.dumps({"pixels": image.size[0] * image.size[1], "bytes": len(data), "tiles": len(grid),
-                  "seconds": round(seconds, 1), "peak_rss_before_mb": round(before, 1),
+                  "seconds": round(seconds, 1), "rss_before_mb": round(before, 1),
                   "peak_rss_after_mb": round(after, 1), "peak_growth_mb": round(after - before, 1),
                   "served": clf.serving}))
 """
 
 
-def memory(int8: Path | None) -> dict[str, Any]:
-    """Peak RSS growth of decoding and mapping one 50 MP photo, in a fresh process."""
+def memory(int8: Path | None, tmp: Path) -> dict[str, Any]:
+    """Peak RSS growth of decoding and mapping one 50 MP photo, in a fresh process.
+
+    The photo is made here, so its making does not count; the child resets its peak
+    RSS (/proc/self/clear_refs) once the model is loaded and warm.
+    """
+    import numpy as np
+    from PIL import Image
+
+    small = np.random.default_rng(0).integers(0, 255, (577, 866, 3), dtype=np.uint8)
+    photo = tmp / "50mp.jpg"
+    big = Image.fromarray(small).resize((8660, 5773), Image.Resampling.BILINEAR)
+    big.save(photo, "JPEG", quality=90)
+    del big
     done = subprocess.run(
-        [sys.executable, "-c", MEMORY_CHILD, str(int8 or "")],
+        [sys.executable, "-c", MEMORY_CHILD, str(int8 or ""), str(photo)],
         cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False,
     )  # fmt: skip
     if done.returncode != 0:

@@ -117,7 +117,12 @@ def rss(
 
 
 def trickle(
-    engine: Engine, photos: Photos, first: int, rate: float, seconds: float
+    engine: Engine,
+    photos: Photos,
+    first: int,
+    rate: float,
+    seconds: float,
+    batch: str = "bench-trickle",
 ) -> dict[str, Any]:
     """One message at a time at `rate`/s for `seconds`; latency percentiles from the rows."""
     from worker.app import app
@@ -132,20 +137,20 @@ def trickle(
         delay = t0 + i / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        row = message_rows("bench-trickle", [ref], first=i)[0]
+        row = message_rows(batch, [ref], first=i)[0]
         row["submitted_at"] = utcnow()  # stamped at the moment it is sent
         send(app, [row])
     sent_s = time.monotonic() - t0
-    waited = wait_rows(engine, "bench-trickle", count, timeout_s=120)
-    stats = batch_stats(engine, "bench-trickle")
+    waited = wait_rows(engine, batch, count, timeout_s=120)
+    stats = batch_stats(engine, batch)
     return {
         "bench": "trickle",
         "images": count,
         "target_rate_per_s": round(rate, 2),
         "achieved_send_rate_per_s": round(count / sent_s, 2),
         "send_seconds": round(sent_s, 1),
-        **latency_percentiles(engine, "bench-trickle"),
-        "p50_parts_ms": latency_parts(engine, "bench-trickle"),
+        **latency_percentiles(engine, batch),
+        "p50_parts_ms": latency_parts(engine, batch),
         "largest_batch_in_rows": stats["largest_batch_in_rows"],
         "mean_batch_in_rows": stats["mean_batch_in_rows"],
         "failed": stats["failed"],

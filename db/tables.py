@@ -13,6 +13,8 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
     func,
@@ -182,6 +184,8 @@ class TrainingRun(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     retry_of: Mapped[str | None] = mapped_column(String(64))
+    # the run's files in the artifact store: name -> {"url", "sha256", "size"}
+    artifacts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
 
 
 class Label(Base):
@@ -238,3 +242,31 @@ class ModelEvent(Base):
     actor: Mapped[str] = mapped_column(String(200), nullable=False)
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[dt.datetime] = _now()
+
+
+class Artifact(Base):
+    """A file in the postgres artifact store; its bytes are `artifact_chunks` rows.
+
+    sha256 and size are set when the last chunk is written, in the same transaction.
+    """
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class ArtifactChunk(Base):
+    """One chunk of an artifact's bytes, in order of `seq` from 0."""
+
+    __tablename__ = "artifact_chunks"
+    __table_args__ = (PrimaryKeyConstraint("artifact_id", "seq"),)
+
+    artifact_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("artifacts.id", ondelete="CASCADE"), nullable=False
+    )
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

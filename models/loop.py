@@ -15,12 +15,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from models.augment import train_preset
 from models.datasets import Sample
 from models.evaluation import autocast, to_input
 from models.imagedata import Batch, ImageDataset, Loader, collate_skip_bad, load_rgb
 from models.numerics import Numerics
 from models.recipe import Recipe
-from models.transforms import EvalPreset, TrainPreset
+from models.transforms import EvalPreset
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,14 @@ class Loaders:
 def run_loaders(
     train: list[Sample], val: list[Sample], recipe: Recipe, pin: bool, load: Loader
 ) -> Loaders:
-    """Augmented training batches, validation batches twice as large, and precise-BN batches.
+    """Training batches augmented per recipe.augment, validation batches twice as large, and
+    precise-BN batches.
 
     Precise BN sees a seeded sample of training images with the validation transform.
     """
     size, batch = recipe.image_size, recipe.batch_size
-    train_loader = make_loader(train, TrainPreset(size), batch, True, recipe, pin, load)
+    augmented = train_preset(recipe.augment, size)
+    train_loader = make_loader(train, augmented, batch, True, recipe, pin, load)
     val_loader = make_loader(val, EvalPreset(size), 2 * batch, False, recipe, pin, load)
     bn_loader = None
     if recipe.precise_bn_images:

@@ -11,6 +11,7 @@ INITS = ("auto", "imagenet", "checkpoint", "random")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 OPTIMIZERS = ("adamw",)
 SCHEDULES = ("cosine", "constant")
+AUGMENTS = ("card", "robust")  # models.augment.train_preset builds each
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class Recipe:
     CPUs, fp16 on GPUs without bf16, fp32 otherwise. precise_bn_images: after each
     epoch, BatchNorm statistics are recomputed over this many training images (0: keep
     the running averages); not part of the card, it fixes short runs (see loop.precise_bn).
+    augment: the training transform (models.augment): `card` = the card's flips, turns and
+    mild brightness/contrast jitter (TrainPreset); `robust` adds crop-and-zoom, colour,
+    white balance, grey-scale, blur, noise and JPEG drawn past models.shifts' strengths.
     """
 
     batch_size: int = 32
@@ -41,12 +45,14 @@ class Recipe:
     max_train_images: int | None = None
     time_limit_s: float | None = None
     precise_bn_images: int = 1024
+    augment: str = "card"
 
     def __post_init__(self) -> None:
         _choice("init", self.init, INITS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("augment", self.augment, AUGMENTS)
         for name in ("batch_size", "epochs", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"recipe {name} must be >= 1, got {getattr(self, name)}")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Rounding must never contradict the label: a crack stays >= 0.5, a clean photo below it.
-BELOW_HALF = 0.5 - 1e-12
+# Rounding must never contradict the label: a crack stays >= 0.5, a clean photo below it,
+# also once stored as float32 (a map's tiles) or rounded to 6 digits (1e-12 would not be).
+BELOW_HALF = 0.5 - 1e-6
 
 
 def at_half(p: np.ndarray | float, threshold: float) -> np.ndarray:

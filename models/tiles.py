@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from models.threshold import at_half
+from models.threshold import BELOW_HALF, at_half
 from models.transforms import EvalPreset
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in photo pixels, x1/y1 exclusive
@@ -122,7 +122,7 @@ class CrackMap:
         counted = self.counted(min_region_tiles)
         if counted:
             return max(r.max_probability for r in counted)
-        return min(float(self.probabilities.max()), 0.5 - 1e-6)
+        return min(float(self.probabilities.max()), BELOW_HALF)
 
 
 def crack_map(grid: TileGrid, probabilities: np.ndarray) -> CrackMap:

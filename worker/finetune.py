@@ -1,4 +1,4 @@
-"""A fine-tuning run as named steps: data, parent, train, INT8, save, compare, register."""
+"""A fine-tuning run as named steps: data, parent, train, INT8, save, compare, upload, register."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from models.quantize import INT8_KEY
 from models.recipe import Recipe
 from models.training import TrainResult, fine_tune, save_trained
 from models.transforms import EvalPreset
+from worker.artifacts import Stores
 from worker.int8_job import int8_in_child
+from worker.modelcache import cache_from_settings
 from worker.runlife import Deadline, Guard, Heartbeat, RunLost, claim, to_the_end
 from worker.runprogress import Report, RunTracker
 from worker.settings import Settings
@@ -80,11 +82,19 @@ class _Saved(NamedTuple):
     sha256: str
 
 
+class _Uploaded(NamedTuple):
+    url: str  # the checkpoint's artifact URL, what the registry row holds
+    files: dict[str, Any]  # name -> {"url", "sha256", "size"}: the run's artifacts
+
+
+REPORT_FILES = ("metrics.json", "training.png", "predictions.png")
+
+
 def _fine_tuning_run(run: _Run) -> dict[str, Any]:
     """The run, top-down; each step is a function below, in this order."""
     data = prepare(run.spec, run.sessions, run.settings, run.recipe.val_fraction, run.recipe.seed)
     run.guard.step("loading the parent")
-    parent = _load_parent(run.sessions)
+    parent = _load_parent(run)
     result = _train(run, data, parent)
     run.guard.step("the INT8 step")
     int8 = _int8_graph(run, data, result)
@@ -93,8 +103,10 @@ def _fine_tuning_run(run: _Run) -> dict[str, Any]:
     baseline = _score_parent(run, data, parent) if parent is not None else None
     data_summary = summary(data, run.spec, result.skipped)
     _write_metrics(run, saved, result, data_summary, baseline)
+    run.guard.step("uploading")
+    uploaded = _upload(run, saved)
     run.guard.step("registering")
-    return _register(run, saved, parent, result, data_summary, baseline)
+    return _register(run, saved, uploaded, parent, result, data_summary, baseline)
 
 
 def _prepare(row: TrainingRun, settings: Settings, report: Report, heartbeat: Heartbeat) -> _Run:
@@ -110,13 +122,17 @@ def _prepare(row: TrainingRun, settings: Settings, report: Report, heartbeat: He
     )
 
 
-def _load_parent(sessions: sessionmaker[Session]) -> _Parent | None:
-    """The promoted model, read and verified once, or None before the first promotion."""
-    with sessions() as session:
+def _load_parent(run: _Run) -> _Parent | None:
+    """The promoted model, read and verified once, or None before the first promotion.
+
+    Its URL is resolved through the model cache: a training worker needs no shared disk.
+    """
+    with run.sessions() as session:
         row = registry.promoted(session)
         if row is None:
             return None
-        version, path, sha256 = row.version, Path(row.checkpoint_uri), row.sha256
+        version, url, sha256 = row.version, row.checkpoint_uri, row.sha256
+    path = cache_from_settings(run.settings, run.sessions).path_for(url, sha256)
     return _Parent(version, load_checkpoint(path, sha256))
 
 
@@ -188,9 +204,35 @@ def _write_metrics(
     (run.out_dir / "metrics.json").write_text(text)
 
 
+def _upload(run: _Run, saved: _Saved) -> _Uploaded:
+    """The checkpoint and the report files, put in CRACKQ_ARTIFACT_STORE for every machine."""
+    store = Stores(run.sessions, run.settings.s3_endpoint_url).for_writing(
+        run.settings.artifact_store
+    )
+    checkpoint = store.put(saved.path, f"models/{saved.version}.pt")
+    if checkpoint.sha256 != saved.sha256:
+        raise RuntimeError(
+            f"checkpoint {saved.path} changed after it was saved (sha256 {checkpoint.sha256}, "
+            f"saved as {saved.sha256}); not registering it"
+        )
+    files = {"checkpoint": checkpoint._asdict()}
+    for name in REPORT_FILES:
+        path = run.out_dir / name
+        if path.is_file():
+            files[name] = store.put(path, f"runs/{run.run_id}/{name}")._asdict()
+    log.info(
+        "run %s: checkpoint %s and %d report files stored",
+        run.run_id,
+        checkpoint.url,
+        len(files) - 1,
+    )
+    return _Uploaded(checkpoint.url, files)
+
+
 def _register(
     run: _Run,
     saved: _Saved,
+    uploaded: _Uploaded,
     parent: _Parent | None,
     result: TrainResult,
     data_summary: Json,
@@ -209,7 +251,7 @@ def _register(
             session,
             version=saved.version,
             parent_version=parent.version if parent else None,
-            checkpoint_uri=str(saved.path),
+            checkpoint_uri=uploaded.url,
             sha256=saved.sha256,
             architecture=ARCHITECTURE,
             config=result.recipe.to_dict(),
@@ -228,6 +270,7 @@ def _register(
             metrics={**result.metrics, "baseline": baseline},
             data_summary=data_summary,
             artifacts_dir=str(run.out_dir),
+            artifacts=uploaded.files,
             message=note,
             progress={**run.tracker.last, "event": "done"},
         )

@@ -1,11 +1,12 @@
 """The one thread that runs forward passes: whole photos first, map tiles in the gaps.
 
 Every forward pass of a worker process goes through `Forward.predict`. Photos classified
-whole ("patch" work: someone is waiting for each) go first; tiles of photos being mapped
-fill the rest of each forward batch, or run alone when no photo is waiting. While photos
-arrive (one in the last `busy_s`), a forward pass holds at most `busy_batch` images, so a
-photo arriving never waits behind a long run of tiles: at most one small forward pass.
-On a CPU the model's images/s hardly depend on the batch size, so this costs tiles little.
+whole ("patch" work: someone is waiting for each) go first, in a pass of their own; tiles
+of photos being mapped ride along only in the padding of that pass (free: a compiled or
+captured model runs the padded shape anyway), and otherwise run in passes of their own.
+While photos arrive (one in the last `busy_s`), a tile pass holds at most `busy_batch`
+images, so a photo arriving waits for one small pass, never for a long run of tiles. On a
+CPU the model's images/s hardly depend on the batch size, so this costs tiles little.
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ class Forward:
     def _take(self) -> list[tuple[_Work, int, int]]:
         """(work, start, stop) slices for the next forward pass, all for one model.
 
-        Every waiting photo goes in whole; tiles fill what is left of the batch: up to
-        `busy_batch` images while photos arrive, else up to `max_batch`.
+        Every waiting photo goes in whole, with tiles only in the padding up to the
+        model's next batch bucket; a pass of tiles alone holds `busy_batch` images while
+        photos arrive, else `max_batch`.
         """
         patches, tiles = self._queues[PATCH], self._queues[TILES]
         model = (patches or tiles)[0].classifier
@@ -114,7 +116,8 @@ class Forward:
             work = patches.popleft()
             taken.append((work, 0, len(work.pixels)))
             work.done = len(work.pixels)
-            room -= len(work.pixels)
+        if taken:
+            room = _padding(model, sum(len(w.pixels) for w, _, _ in taken))
         while tiles and room > 0 and tiles[0].classifier is model:
             work = tiles[0]
             n = min(work.left, room)
@@ -155,6 +158,12 @@ class Forward:
                 work.error = ForwardClosed("the worker shut down before this work ran")
                 work.finished.set()
             queue.clear()
+
+
+def _padding(model: Classifier, n: int) -> int:
+    """Images a pass of `n` could add for free: up to the model's next padded batch size."""
+    bucket = next((b for b in model.buckets if b >= n), n)
+    return bucket - n
 
 
 def run(

@@ -41,7 +41,7 @@ class MapPolicy:
 
     min_side_factor: float = 2.0
     tile: int = 0  # tile side in photo pixels; 0 = the model's training patch
-    overlap: float = 0.5
+    overlap: float = 0.0
     min_region_tiles: int = 2
     time_budget_s: float = 300.0
     batch: int = 32  # tiles per forward request

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -52,7 +52,7 @@ def local_services(settings: Settings, say: Say) -> Iterator[LocalServices]:
 
 @contextmanager
 def local_workers(
-    services: LocalServices, allowed_root: Path, work: Path, say: Say
+    services: LocalServices, allowed_roots: Sequence[Path], work: Path, say: Say
 ) -> Iterator[LocalWorkers]:
     """A training and an inference worker on `services`, logging into `work`; stopped on exit."""
     settings = services.settings
@@ -62,7 +62,7 @@ def local_workers(
         "CRACKQ_EMBEDDED": "never",
         "CRACKQ_MODEL_POLL_S": "1",  # so a promotion reaches the inference worker at once
         "CRACKQ_DATA_DIR": str(settings.data_dir.resolve()),
-        "CRACKQ_ALLOWED_ROOTS": str(allowed_root),
+        "CRACKQ_ALLOWED_ROOTS": ",".join(str(root) for root in allowed_roots),
     }
     app = create_app(settings)
     sessions = make_sessionmaker(make_engine(services.database, pool_size=2))

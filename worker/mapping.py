@@ -21,7 +21,7 @@ from models.serving import Classifier
 from models.tiles import CrackMap, TileGrid, map_image, tile_grid
 from worker.decode import decode_image
 from worker.errors import ErrorCode, ImageError
-from worker.forward import TILES, Forward, run
+from worker.forward import TILES, Forward, ForwardClosed, run
 from worker.jobs import Loaded, MapPolicy, PipelineConfig
 from worker.rows import base_row, failed_row, ms_since, now, verdict
 
@@ -60,6 +60,8 @@ def map_photo(
         stored = stored_map(loaded.item.request_id, classifier.version, cmap, minimum)
     except ImageError as exc:
         row = failed_row(loaded.item, exc, loaded.decode_ms + ms_since(t0))
+    except ForwardClosed:
+        raise  # the worker is stopping: the message stays unacked and comes back
     except Exception as exc:  # a bug must cost one row, not the worker
         log.exception("unexpected error mapping %s", loaded.item.image_ref)
         error = ImageError(ErrorCode.INTERNAL_ERROR, repr(exc))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import registry
 from models.checkpoints import (
+    CheckpointError,
     expected_sha256,
     load_checkpoint,
     model_from_checkpoint,
@@ -30,6 +32,9 @@ from models.numerics import Numerics
 from models.openvino_backend import OpenVINOClassifier
 from models.quantize import INT8_KEY
 from models.serving import Classifier
+from worker.artifacts import local_path_of
+from worker.modelcache import ModelCache, cache_from_settings
+from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +44,41 @@ IMAGENET_HEAD_VERSION = "untrained-imagenet-backbone"
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where the served weights come from; `version` is recorded on every result row."""
+    """Where the served weights come from; `version` is recorded on every result row.
+
+    `checkpoint` is a local file; `uri` an artifact store URL (pg://, s3://), fetched into
+    `cache` when the version is loaded.
+    """
 
     version: str
     checkpoint: Path | None = None
     sha256: str | None = None
+    uri: str | None = None
+    cache: ModelCache | None = field(default=None, compare=False, repr=False)
 
     @property
     def trained(self) -> bool:
-        return self.checkpoint is not None
+        return self.checkpoint is not None or self.uri is not None
+
+    def local_checkpoint(self) -> Path:
+        """The checkpoint as a local file: fetched through the cache when it is remote."""
+        if self.checkpoint is not None:
+            return self.checkpoint
+        if self.uri is None or self.cache is None or self.sha256 is None:
+            raise CheckpointError(f"model {self.version} has no checkpoint to load")
+        return self.cache.path_for(self.uri, self.sha256)
 
 
-def choose_source(checkpoint: Path | None, sessions: sessionmaker[Session] | None) -> ModelSource:
-    """An explicit checkpoint wins; else the registry's promoted version; else untrained."""
+def choose_source(
+    checkpoint: Path | None,
+    sessions: sessionmaker[Session] | None,
+    cache: ModelCache | None = None,
+) -> ModelSource:
+    """An explicit checkpoint wins; else the registry's promoted version; else untrained.
+
+    A registry row's URL that is a local path is read where it lies; any other goes
+    through `cache` (by default the settings' model cache).
+    """
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         return ModelSource(checkpoint.stem, checkpoint, expected_sha256(checkpoint))
@@ -59,8 +86,23 @@ def choose_source(checkpoint: Path | None, sessions: sessionmaker[Session] | Non
         with sessions() as session:
             row = registry.promoted(session)
         if row is not None:
-            return ModelSource(row.version, Path(row.checkpoint_uri), row.sha256)
+            local = local_path_of(row.checkpoint_uri)
+            if local is not None:
+                return ModelSource(row.version, local, row.sha256)
+            cache = cache or default_cache(sessions)
+            return ModelSource(row.version, None, row.sha256, row.checkpoint_uri, cache)
     return ModelSource(RANDOM_INIT_VERSION)
+
+
+_caches: dict[tuple[int, int], ModelCache] = {}
+
+
+def default_cache(sessions: sessionmaker[Session]) -> ModelCache:
+    """This process's model cache for `sessions`, from the settings (one per process)."""
+    key = (os.getpid(), id(sessions))
+    if key not in _caches:
+        _caches[key] = cache_from_settings(get_settings(), sessions)
+    return _caches[key]
 
 
 def build_classifier(
@@ -89,8 +131,8 @@ def build_classifier(
             return OpenVINOClassifier(model, numerics, version, size, threshold, threads, graph)
         return Classifier(model, numerics, version, size, threshold, max_batch)
 
-    if source.checkpoint is not None:
-        payload = load_checkpoint(source.checkpoint, source.sha256)
+    if source.trained:
+        payload = _load_verified(source)
         version = str(payload.get("version") or source.version)
         config = serving_config(payload)
         serve_int8 = int8 and backend == "openvino"
@@ -121,6 +163,16 @@ def build_classifier(
     return prepare(model, version)
 
 
+def _load_verified(source: ModelSource) -> dict[str, Any]:
+    path = source.local_checkpoint()
+    try:
+        return load_checkpoint(path, source.sha256)
+    except CheckpointError:
+        if source.checkpoint is None and source.cache is not None and source.sha256:
+            source.cache.forget(source.sha256)  # fetched again when it is next tried
+        raise
+
+
 class ModelHolder:
     """Holds the served classifier; a poller swaps in a newly promoted version.
 
@@ -138,6 +190,7 @@ class ModelHolder:
         self._pick = pick
         self._source = pick()
         self._current = load(self._source)
+        _now_serving(self._source)
         self._lock = threading.Lock()
         self._registry_down = False  # log an outage once, not on every poll
         # A version that failed to load is not read, hashed and converted again on every
@@ -179,6 +232,7 @@ class ModelHolder:
                 return False
             old = self._current.version
             self._source, self._current = source, classifier
+            _now_serving(source)
         log.info("switched model %s -> %s (%s)", old, classifier.version, classifier.serving)
         return True
 
@@ -195,6 +249,11 @@ class ModelHolder:
                 self._on_load_error(source, error)
             except Exception as exc:  # the registry may be what is failing
                 log.warning("could not record the load error of %s: %s", source.version, exc)
+
+
+def _now_serving(source: ModelSource) -> None:
+    if source.cache is not None:
+        source.cache.serving(source.sha256)
 
 
 def load_error_recorder(

@@ -115,7 +115,10 @@ class Settings(BaseSettings):
         0, ge=0, description="Tile side in photo pixels; 0 = the checkpoint's training patch."
     )
     map_overlap: float = Field(
-        0.5, ge=0, lt=1, description="Fraction of a tile its neighbours overlap (0 = none)."
+        0.0,
+        ge=0,
+        lt=1,
+        description="Fraction of a tile its neighbours overlap (0 = none, the measured best).",
     )
     map_min_region_tiles: int = Field(
         2,
@@ -124,10 +127,10 @@ class Settings(BaseSettings):
         "connected crack tiles (one stray tile is not a crack).",
     )
     map_busy_batch: int = Field(
-        4,
+        2,
         ge=1,
         description="Largest forward pass of map tiles while photos classified whole are "
-        "arriving (keeps their latency low); the full batch size otherwise.",
+        "arriving (a photo waits for one such pass at most); the full batch size otherwise.",
     )
     map_time_budget_s: float = Field(
         300.0, gt=0, description="A photo still being mapped after this long fails (map_timeout)."
@@ -158,6 +161,25 @@ class Settings(BaseSettings):
     )
     s3_endpoint_url: str | None = Field(
         None, description="S3-compatible endpoint (MinIO, Ceph); AWS_* variables for keys."
+    )
+
+    # --- artifacts: checkpoints and run reports -------------------------------------------
+    artifact_store: str = Field(
+        "postgres",
+        description="Where training runs store checkpoints and reports for every worker: "
+        "postgres (in the database, chunked; nothing to set up), s3://bucket/prefix "
+        "(CRACKQ_S3_ENDPOINT_URL, AWS_* keys) or file:///dir (a local or shared folder).",
+    )
+    model_cache_dir: Path | None = Field(
+        None,
+        description="Where workers keep checkpoints fetched from the artifact store; "
+        "empty = CRACKQ_DATA_DIR/cache/models.",
+    )
+    model_cache_mb: int = Field(
+        2048,
+        ge=0,
+        description="Size limit of the model cache: least recently used versions are "
+        "evicted past it, never the one being served.",
     )
 
     # --- training -----------------------------------------------------------------------
@@ -245,6 +267,23 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [v.strip().upper() if isinstance(v, str) else v for v in value]
         return value
+
+    @field_validator("artifact_store")
+    @classmethod
+    def _check_store(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("s3://") and not value[len("s3://") :].strip("/"):
+            raise ValueError("CRACKQ_ARTIFACT_STORE=s3:// needs a bucket: s3://bucket/prefix")
+        if "://" in value and not value.startswith(("s3://", "file://")):
+            raise ValueError(
+                f"CRACKQ_ARTIFACT_STORE={value!r}: expected postgres, s3://bucket/prefix, "
+                "file:///dir or a folder"
+            )
+        return value or "postgres"
+
+    def models_cache(self) -> Path:
+        """The model cache folder (CRACKQ_MODEL_CACHE_DIR, else CRACKQ_DATA_DIR/cache/models)."""
+        return self.model_cache_dir or self.data_dir / "cache" / "models"
 
     def broker(self) -> str:
         """The broker URL, read from its secret file when one is configured."""

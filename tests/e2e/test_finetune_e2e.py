@@ -110,6 +110,9 @@ def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
         "CRACKQ_ALLOWED_ROOTS": str(real_data_or_skip()),
         "CRACKQ_DATA_DIR": str(tmp_path / "state"),
     }
+    # Two machines in effect: the inference worker shares no folder with the trainer and
+    # gets the checkpoint from the artifact store (postgres, the default).
+    inf_env = {**env, "CRACKQ_DATA_DIR": str(tmp_path / "inference-state")}
     port = free_port()
     flower = Proc(
         [sys.executable, "-m", "worker.cli", "flower", f"--port={port}"],
@@ -118,7 +121,7 @@ def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
     )
     with (
         flower,
-        worker(tmp_path, "inf", env=env) as inf,
+        worker(tmp_path, "inf", env=inf_env) as inf,
         worker(tmp_path, "train", queue="training", env=env) as tr,
     ):
         inf.wait_for_log(READY, 120)
@@ -140,12 +143,27 @@ def test_finetune_promote_and_hot_reload(tmp_path: Path, sessions) -> None:
         served = check_registered(sessions, run, env)
         switched = f"switched model untrained-random-init -> {run.model_version} ({served})"
         inf.wait_for_log(re.escape(switched), 30)
+        fetched = r"fetched pg://artifact/\d+ into the model cache"
+        assert re.search(fetched, inf.log()), inf.log()[-3000:]
+        assert not list((tmp_path / "inference-state").glob("models/*.pt"))
+        check_report(run, tmp_path / "report", env)
         after = classify_and_wait(
             sessions,
             probe + [str(p) for p in sorted(Path(probe[0]).parent.glob("*.jpg"))[5010:5030]],
         )
         assert {r.model_version for r in after} == {run.model_version}
         assert all(r.status == "succeeded" for r in after)
+
+
+def check_report(run: TrainingRun, out: Path, env: dict[str, str]) -> None:
+    """`crackq finetune report` fetches the run's files from the store, byte for byte."""
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "finetune", "report", run.run_id, "-o", str(out)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for name in ("training.png", "predictions.png", "metrics.json"):
+        assert (out / name).read_bytes() == (Path(run.artifacts_dir) / name).read_bytes()
 
 
 def check_registered(sessions, run: TrainingRun, env: dict[str, str]) -> str:

@@ -27,6 +27,7 @@ REFERENCE_CARD = {
     "max_train_images": None,
     "time_limit_s": None,
     "precise_bn_images": 1024,  # ours, not the card's: BatchNorm statistics after each epoch
+    "augment": "card",  # the card's flips, turns and mild jitter (models.augment)
 }
 
 
@@ -38,7 +39,7 @@ def test_json_round_trip_gives_an_equal_recipe() -> None:
     recipe = Recipe(
         batch_size=16, epochs=2, lr=3e-4, grad_clip=1.0, seed=7, init="random",
         precision="fp32", channels_last=False, num_workers=0, image_size=64,
-        max_train_images=100, time_limit_s=30.0,
+        max_train_images=100, time_limit_s=30.0, augment="robust",
     )  # fmt: skip
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
 
@@ -48,6 +49,11 @@ def test_from_dict_coerces_json_numbers_and_fills_defaults() -> None:
     assert (recipe.lr, recipe.grad_clip, recipe.epochs) == (1.0, 2.0, 3)
     assert isinstance(recipe.lr, float) and isinstance(recipe.epochs, int)
     assert recipe.batch_size == 32
+
+
+def test_a_recipe_stored_before_augment_existed_loads_with_the_default() -> None:
+    stored = {k: v for k, v in REFERENCE_CARD.items() if k != "augment"}
+    assert Recipe.from_dict(stored) == Recipe()
 
 
 @pytest.mark.parametrize(
@@ -62,6 +68,8 @@ def test_from_dict_coerces_json_numbers_and_fills_defaults() -> None:
         {"grad_clip": 0.0},
         {"epochs": 2.5},
         {"channels_last": "yes"},
+        {"augment": "heavy"},
+        {"augment": "Card"},
         {"learning_rate": 0.1},
     ],
 )

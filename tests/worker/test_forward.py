@@ -111,3 +111,21 @@ def test_each_forward_pass_serves_one_model() -> None:
     assert forward.close(5)
     assert r1["value"].shape == r2["value"].shape == (2,)
     assert sum(a.sizes) == 3 and b.sizes == [2]
+
+
+def test_tiles_ride_only_in_the_padding_of_a_pass_with_photos() -> None:
+    module = Recording(pause_s=0.05)
+    clf = classifier(module)
+    clf.buckets = (1, 2, 4, 8)  # a padded (compiled) model runs these shapes only
+    forward = Forward(max_batch=8, busy_batch=2, busy_s=5.0)
+    first, _ = in_thread(forward.predict, clf, pixels(1, 1), PATCH)  # occupies the thread
+    time.sleep(0.02)
+    tiles_thread, tiles = in_thread(forward.predict, clf, pixels(21, 200), TILES)
+    time.sleep(0.01)
+    photos = forward.predict(clf, pixels(3, 1), PATCH)
+    for t in (first, tiles_thread):
+        t.join(10)
+    assert forward.close(5)
+    assert photos.shape == (3,) and tiles["value"].shape == (21,)
+    # after the first photo: three photos padded to 4 carry one tile, then tile passes of 2
+    assert module.sizes[:2] == [1, 4] and set(module.sizes[2:]) == {2}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from harness.images import jpeg
+from harness.s3_server import aws_env, free_port, moto_s3
 from tests.worker.reading import code_of, limits
 from worker import sources
 from worker.errors import ErrorCode, ImageError
@@ -19,49 +19,29 @@ from worker.sources import SourceLimits, read_bytes
 BUCKET = "crackq-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on loopback with a bucket holding a small and a large object."""
     pytest.importorskip("moto")
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    admin = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    admin.create_bucket(Bucket=BUCKET)
-    admin.put_object(Bucket=BUCKET, Key="photos/a b.jpg", Body=jpeg())
-    admin.put_object(Bucket=BUCKET, Key="big.bin", Body=b"x" * 5000)
-    admin.put_object(Bucket=BUCKET, Key="empty.jpg", Body=b"")
-    yield endpoint
-    server.stop()
+    with moto_s3(BUCKET) as endpoint:
+        admin = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        admin.put_object(Bucket=BUCKET, Key="photos/a b.jpg", Body=jpeg())
+        admin.put_object(Bucket=BUCKET, Key="big.bin", Body=b"x" * 5000)
+        admin.put_object(Bucket=BUCKET, Key="empty.jpg", Body=b"")
+        yield endpoint
 
 
 @pytest.fixture
 def s3_limits(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SourceLimits:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
+    for name, value in aws_env(tmp_path).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sources, "_S3_CLIENTS", {})
     return limits(max_bytes=1000, s3_endpoint_url=s3_endpoint)
@@ -95,7 +75,7 @@ def test_s3_errors(s3_limits: SourceLimits, key: str, code: ErrorCode) -> None:
 
 
 def test_s3_unreachable_endpoint_is_a_fetch_failure(s3_limits: SourceLimits) -> None:
-    lim = limits(s3_endpoint_url=f"http://127.0.0.1:{_free_port()}")  # nothing listens
+    lim = limits(s3_endpoint_url=f"http://127.0.0.1:{free_port()}")  # nothing listens
     assert code_of(f"s3://{BUCKET}/photos/a b.jpg", lim) == ErrorCode.FETCH_FAILED
 
 

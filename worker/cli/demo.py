@@ -35,11 +35,11 @@ def run_demo(args: argparse.Namespace) -> int:
             args.data, args.train_images, args.classify, settings.data_dir.resolve(), work, say
         )
         allowed_root = Path(photos.held_out[0][0]).parent.parent
-        with local_workers(services, allowed_root, work, say) as stack:
-            return _train_then_classify(stack, photos, args.epochs)
+        with local_workers(services, [allowed_root, work], work, say) as stack:
+            return _train_then_classify(stack, photos, args.epochs, work)
 
 
-def _train_then_classify(stack: LocalWorkers, photos: DemoPhotos, epochs: int) -> int:
+def _train_then_classify(stack: LocalWorkers, photos: DemoPhotos, epochs: int, work: Path) -> int:
     from worker.demodata import confusion
     from worker.runsubmit import start_run
     from worker.trainingdata import DataSpec
@@ -72,7 +72,39 @@ def _train_then_classify(stack: LocalWorkers, photos: DemoPhotos, epochs: int) -
     by_id = {r.request_id: r for r in found}
     counts = confusion(photos.held_out, [by_id.get(i) for i in sub.request_ids])
     report(counts, elapsed, sub.batch_id, run.artifacts_dir)
+    _map_a_mosaic(stack, photos, work)
     return 0
+
+
+def _map_a_mosaic(stack: LocalWorkers, photos: DemoPhotos, work: Path) -> None:
+    """A big photo made of held-out patches, mapped tile by tile through the queue."""
+    import random
+
+    from models.mosaics import build_mosaic, save_mosaic
+
+    app, sessions = stack
+    crack = [Path(p) for p, y in photos.held_out if y == 1]
+    clean = [Path(p) for p, y in photos.held_out if y == 0]
+    if not crack or not clean:
+        return
+    from PIL import Image
+
+    with Image.open(crack[0]) as first:
+        side = min(first.size)  # the patches' own size: the model learned at that scale
+    mosaic = build_mosaic(crack, clean, 4, 6, random.Random(0), crack_cells=5, patch=side)
+    path = save_mosaic(mosaic, work / "mosaic.jpg")
+    w, h = mosaic.image.size
+    say(f"mapping a {w}x{h} photo of 24 held-out patches, 5 of them cracked ({path})")
+    sub = submit(app, sessions, [str(path)], batch_id="demo-map", mode="map")
+    wait_rows(sessions, sub.request_ids, timeout=600)
+    with sessions() as session:
+        [row] = results_db.query_results(session, request_ids=sub.request_ids, limit=None)
+    print(
+        f"\ncrack map of {path.name}: {row.status} {row.label or row.error_code}, "
+        f"{row.crack_tiles}/{row.tiles} crack tiles, {row.crack_regions} region(s)"
+    )
+    print(f"  crackq map {row.request_id}               (tiles, regions)")
+    print(f"  crackq map {row.request_id} -o overlay.png (the photo with its heat map)")
 
 
 def report(c: Confusion, elapsed: float, batch_id: str, artifacts: str | None) -> None:

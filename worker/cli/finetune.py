@@ -1,9 +1,10 @@
-"""`crackq finetune [start] | cancel RUN | status RUN | list | retry RUN`: training runs."""
+"""`crackq finetune [start] | cancel RUN | status RUN | list | retry RUN | report RUN`: runs."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         _sweep_dead()
     if args.verb == "retry":
         return _retry(args)
+    if args.verb == "report":
+        return _report(args)
     if args.verb == "list":
         with sessions()() as session:
             for run in runs.list_runs(session):
@@ -93,6 +96,46 @@ def _retry(args: argparse.Namespace) -> int:
     return _maybe_wait(args, factory, run_id)
 
 
+def _report(args: argparse.Namespace) -> int:
+    """The run's report files (and, with --checkpoint, its checkpoint), fetched and verified."""
+    from worker.artifacts import Stores
+
+    if not args.run_id:
+        raise ValueError("finetune report needs a RUN id")
+    factory = sessions()
+    with factory() as session:
+        run = runs.get_run(session, args.run_id)
+        stored, local = dict(run.artifacts or {}), run.artifacts_dir
+    dest = Path(args.output or args.run_id).expanduser()
+    wanted = [n for n in stored if n != "checkpoint" or args.checkpoint]
+    if not wanted:  # a run from before the artifact store: only its training machine has them
+        return _copy_local(args.run_id, local, dest)
+    stores = Stores(factory, get_settings().s3_endpoint_url)
+    for name in wanted:
+        item = stored[name]
+        target = dest / (f"{run.model_version}.pt" if name == "checkpoint" else name)
+        stores.fetch(item["url"], item["sha256"], target)
+        print(f"{target}  {item['size']} bytes  sha256 {item['sha256'][:12]}  from {item['url']}")
+    return 0
+
+
+def _copy_local(run_id: str, local: str | None, dest: Path) -> int:
+    source = Path(local) if local else None
+    if source is None or not source.is_dir():
+        print(
+            f"run {run_id} has no files in the artifact store (it is older than the store, "
+            "or did not finish) and its folder is not on this machine",
+            file=sys.stderr,
+        )
+        return 1
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.json", "training.png", "predictions.png"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, dest / name)
+            print(f"{dest / name}  copied from {source / name}")
+    return 0
+
+
 def _sweep_dead() -> None:
     """What a live worker's sweep would do, so a read never shows a dead run as running."""
     with sessions()() as session, session.begin():
@@ -119,6 +162,7 @@ def describe(run: TrainingRun) -> dict[str, Any]:
         **row_fields(run, RUN_FIELDS),
         "data": run.data_summary,
         "artifacts": run.artifacts_dir,
+        "stored": {name: item["url"] for name, item in (run.artifacts or {}).items()},
         "created_at": run.created_at,
         "finished_at": run.finished_at,
     }

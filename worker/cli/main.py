@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from models.recipe import Recipe
+from models.recipe import AUGMENTS, Recipe
 from worker.cli import deadletters, demo, finetune, inspect, labels, maps, models, service
 from worker.settings import get_settings
 
@@ -152,16 +152,23 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune",
         finetune.run_finetune,
         help="fine-tune the model on the training queue (returns a run id)",
-        description="crackq finetune [start] --data DIR ... | cancel RUN | status RUN | list",
+        description="crackq finetune [start] --data DIR ... | cancel RUN | status RUN | list "
+        "| retry RUN | report RUN -o DIR",
     )
     p.add_argument(
         "verb",
         nargs="?",
         default="start",
-        choices=("start", "cancel", "status", "list", "retry"),
-        help="retry RUN queues a failed or cancelled run again as a new run, same config",
+        choices=("start", "cancel", "status", "list", "retry", "report"),
+        help="retry RUN queues a failed or cancelled run again as a new run, same config; "
+        "report RUN fetches its metrics.json, training.png, predictions.png from the "
+        "artifact store (any machine)",
     )
-    p.add_argument("run_id", nargs="?", help="the run, for cancel, status and retry")
+    p.add_argument("run_id", nargs="?", help="the run, for cancel, status, retry and report")
+    p.add_argument("-o", "--output", help="report: folder to write the files to (default ./RUN)")
+    p.add_argument(
+        "--checkpoint", action="store_true", help="report: also fetch the run's checkpoint"
+    )
     p.add_argument(
         "--data",
         action="append",
@@ -183,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         default = f.default if f.default is not dataclasses.MISSING else None
         kind = kinds.get(str(f.type).split(" ")[0], str)
         recipe.add_argument(
-            f"--{f.name.replace('_', '-')}", type=kind, default=None, help=f"default {default}"
-        )
+            f"--{f.name.replace('_', '-')}", type=kind, default=None, help=f"default {default}",
+            choices=AUGMENTS if f.name == "augment" else None,  # README "Augmentation"
+        )  # fmt: skip
 
     p = add(
         "models",
