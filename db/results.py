@@ -122,6 +122,14 @@ def status_counts(session: Session, request_ids: Sequence[str]) -> dict[str, int
     return counts
 
 
+def outcome_totals(session: Session) -> dict[tuple[str, str], int]:
+    """Rows per (status, error code) in the whole table; the code is "" except for failures."""
+    stmt = select(Result.status, Result.error_code, func.count()).group_by(
+        Result.status, Result.error_code
+    )
+    return {(status, code or ""): int(n) for status, code, n in session.execute(stmt)}
+
+
 def stale_queued(session: Session, older_than_s: float, limit: int) -> list[dict[str, Any]]:
     """Rows still `queued` that were created more than `older_than_s` seconds ago, oldest first.
 

@@ -46,6 +46,17 @@ def list_runs(session: Session, limit: int = 20) -> Sequence[TrainingRun]:
     return session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)).all()
 
 
+def status_totals(session: Session) -> dict[str, int]:
+    """Training runs per status."""
+    stmt = select(TrainingRun.status, func.count()).group_by(TrainingRun.status)
+    return {status: int(n) for status, n in session.execute(stmt)}
+
+
+def running(session: Session) -> Sequence[TrainingRun]:
+    """The runs in progress (their `progress` is what the training loop last reported)."""
+    return session.scalars(select(TrainingRun).where(TrainingRun.status == "running")).all()
+
+
 def update_run(session: Session, run_id: str, **fields: Any) -> None:
     """Set fields on a run; `started_at`/`finished_at` = True means the database's now()."""
     for key in ("started_at", "finished_at"):

@@ -50,7 +50,7 @@ _ComposeLoader.add_constructor("!reset", lambda loader, node: "!reset")
 
 
 def test_every_service_is_defined() -> None:
-    assert set(SERVICES) == {"redis", "postgres", *CRACKQ_SERVICES}
+    assert set(SERVICES) == {"redis", "postgres", *CRACKQ_SERVICES, "prometheus", "grafana"}
 
 
 @pytest.mark.parametrize(
@@ -236,3 +236,21 @@ def test_dockerfile_installs_the_project_and_its_migrations() -> None:
     for path in needed:
         assert not [p for p in patterns if fnmatch(path, p) or path.startswith(p + "/")], path
     assert {".venv", ".git", ".env", "tests"} <= set(patterns)
+
+
+def test_workers_are_healthy_only_when_ready_and_prometheus_finds_them() -> None:
+    port = Settings.model_fields["metrics_port"].default
+    for name in WORKERS:
+        check = SERVICES[name]["healthcheck"]
+        assert check["test"][:2] == ["CMD", "python"]
+        assert f"http://127.0.0.1:{port}/readyz" in check["test"][-1]
+        assert _env(name)["CRACKQ_METRICS_ADDRESS"] == "0.0.0.0"
+    prometheus = yaml.safe_load((ROOT / "ops" / "prometheus.yml").read_text())
+    (discovery,) = prometheus["scrape_configs"][0]["dns_sd_configs"]
+    assert set(discovery["names"]) == set(WORKERS) and discovery["port"] == port
+    for name in ("prometheus", "grafana"):
+        assert SERVICES[name]["profiles"] == ["metrics"]  # only with --profile metrics
+        assert all(p.startswith("127.0.0.1:") for p in SERVICES[name]["ports"])
+    for mount in SERVICES["prometheus"]["volumes"] + SERVICES["grafana"]["volumes"]:
+        source = mount.split(":")[0]
+        assert source in COMPOSE["volumes"] or (ROOT / source).exists(), mount

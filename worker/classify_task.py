@@ -10,7 +10,7 @@ from typing import Any
 
 from celery.worker.request import Request
 
-from worker import deadletter, outage
+from worker import deadletter, metrics, outage
 from worker.app import INFERENCE_QUEUE
 from worker.batcher import BatchTask
 from worker.forward import ForwardClosed
@@ -128,6 +128,7 @@ class ClassifyTask(BatchTask):
         """Dead-letter one message and ack it; while the database is away, requeue it later."""
         log.error("refusing message %s: %s", req.id, reason)
         if deadletter.record(req.id, req.name, reason, {"args": req.args, "kwargs": req.kwargs}):
+            metrics.DEAD_LETTERS.inc()
             req.send_event("task-failed", exception=reason, traceback="")
             req.acknowledge()
         else:
@@ -143,6 +144,7 @@ def report(
 ) -> None:
     """Ack every message after its row is committed and tell Flower how it ended."""
     by_id = {r["request_id"]: r for r in rows}
+    metrics.stored(rows)
     for req, item in accepted:
         req.acknowledge()
         row = by_id.get(item.request_id)

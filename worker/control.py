@@ -6,11 +6,15 @@ from typing import Any
 
 from celery.worker.control import inspect_command
 
-from worker import runtime
+from worker import opsserver, runtime
 
 
 @inspect_command(name="crackq_model")
 def crackq_model(state: Any) -> dict[str, Any]:
-    """{"version": served model version, or None before this worker loaded one}."""
+    """{"version": served model version, or None before this worker loaded one;
+    "metrics": the URL of its /metrics, or None without an endpoint}."""
     rt = runtime.current_runtime()
-    return {"version": rt.classifier().version if rt is not None else None}
+    return {
+        "version": rt.classifier().version if rt is not None else None,
+        "metrics": opsserver.url(),
+    }

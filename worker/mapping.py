@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import maps, results
 from models.serving import Classifier
 from models.tiles import CrackMap, TileGrid, map_image, tile_grid
+from worker import metrics
 from worker.decode import decode_image
 from worker.errors import ErrorCode, ImageError
 from worker.forward import TILES, Forward, ForwardClosed, run
@@ -70,6 +71,7 @@ def map_photo(
     with sessions() as session, session.begin():
         written = results.upsert_outcomes(session, [row])
         maps.write_maps(session, [stored] if stored else [], written)
+    metrics.observe_map(row, ms_since(t0) / 1000.0)
     log.info(
         "mapped %s with %s: %s tiles, %s crack, %s in %.0f ms",
         loaded.item.request_id,

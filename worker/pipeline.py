@@ -23,6 +23,7 @@ from db import results
 from models.formats import CAMERA_FORMATS
 from models.serving import Classifier
 from models.transforms import EvalPreset
+from worker import metrics
 from worker.decode import finish_decode, open_image
 from worker.errors import ErrorCode, ImageError
 from worker.forward import PATCH, Forward, run
@@ -98,6 +99,7 @@ def classify(
     with timings.phase("write"):
         write_rows(rows, sessions)
     log_job(rows, classifier, timings, len(to_map))
+    metrics.observe_batch(rows, timings.ms, timings.predicted)
     return Classified(rows, to_map, classifier)
 
 

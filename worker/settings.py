@@ -251,6 +251,25 @@ class Settings(BaseSettings):
         None, description="`user:password` for Flower's basic auth (passed as FLOWER_BASIC_AUTH)."
     )
 
+    metrics_port: int = Field(
+        9808,
+        ge=0,
+        le=65535,
+        description="Port of every worker's /metrics (Prometheus), /healthz and /readyz; "
+        "the next free one of the following 15 when taken; 0 = no endpoint.",
+    )
+    metrics_address: str = Field(
+        "127.0.0.1",
+        description="Address the metrics and health endpoint listens on (0.0.0.0 in "
+        "containers, for Prometheus and healthchecks from outside).",
+    )
+    metrics_db_s: float = Field(
+        10.0,
+        gt=0,
+        description="Scrapes read row, dead-letter and run counts from PostgreSQL at most "
+        "this often (seconds); queue depth is read from Redis on every scrape.",
+    )
+
     @field_validator("allowed_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:

@@ -11,6 +11,8 @@ from celery import signals
 from worker import (
     control,  # noqa: F401  (registers the crackq_model command)
     deadletter,
+    metrics,
+    opsserver,
     outage,
     upkeep,
 )
@@ -36,21 +38,36 @@ def release_runtime(**_: Any) -> None:
     close_runtime()
 
 
+@signals.worker_init.connect(weak=False)
+def start_ops_endpoint(sender: Any = None, **_: Any) -> None:
+    """/metrics, /healthz, /readyz from the start: readiness says what is still loading."""
+    opsserver.start(get_settings(), get_sessions(), sender.app.amqp.queues.consume_from)
+
+
 @signals.worker_ready.connect(weak=False)
 def start_upkeep(sender: Any = None, **_: Any) -> None:
     """Publish what this worker holds and sweep what dead workers left (worker/upkeep.py)."""
     upkeep.start(sender, app, get_settings(), get_sessions())
+    opsserver.consumer_ready(sender)
+
+
+@signals.worker_shutting_down.connect(weak=False)
+def not_ready(**_: Any) -> None:
+    opsserver.stopping()
 
 
 @signals.worker_shutdown.connect(weak=False)
 def stop_upkeep(**_: Any) -> None:
     upkeep.stop()
+    opsserver.stop()
 
 
 def dead_letter_or_retry(task: Any, reason: str, payload: dict[str, Any]) -> None:
     """Store the dead letter of a task outside the batcher, or retry while the database is away."""
     log.error("refusing message %s: %s", task.request.id, reason)
-    if not deadletter.record(task.request.id, task.name, reason, payload):
+    if deadletter.record(task.request.id, task.name, reason, payload):
+        metrics.DEAD_LETTERS.inc()
+    else:
         outage.retry_later(task, "dead letter not stored")
 
 
@@ -76,7 +93,7 @@ def classify_one(self: ClassifyTask, **kwargs: Any) -> None:
         dead_letter_or_retry(self, f"invalid arguments: {exc}", {"kwargs": kwargs})
         return
     with outage.retried(self):
-        get_runtime().classify_all([item])
+        metrics.stored(get_runtime().classify_all([item]))
 
 
 @app.task(name=CLASSIFY_MANY_TASK, **INFERENCE)

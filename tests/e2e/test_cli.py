@@ -80,7 +80,10 @@ def test_classify_a_folder_then_query_results(tmp_path: Path) -> None:
 
         status = crackq("status")
         assert status.returncode == 0, status.stderr
-        assert "queue inference: 0 waiting" in status.stdout and "cliw@localhost" in status.stdout
+        assert "queue inference: 0 waiting" in status.stdout
+        # every live worker, the version it serves and where Prometheus scrapes it
+        served = r"\n  cliw@localhost: serves \S+, metrics http://127\.0\.0\.1:\d+/metrics"
+        assert re.search(served, status.stdout), status.stdout
         finished = re.search(r"results: 0 queued, (\d+) finished in the last minute", status.stdout)
         assert finished and int(finished.group(1)) >= 7, status.stdout
 

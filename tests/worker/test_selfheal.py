@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,10 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from tests.worker.brokering import channel_on, row, take
 from worker.enqueue import send
 from worker.selfheal import (
-    HOLDS,
-    LEADER,
     Sweeper,
     held_tags,
     ids_in_broker,
@@ -28,38 +26,8 @@ TTL = 0.5  # holds TTL and the youngest unacked message a sweep may restore
 
 @pytest.fixture
 def broker(redis_client) -> Iterator[Any]:
-    """A kombu channel on the test Redis db, with no queue, unacked or holds left over."""
-    from worker.app import app
-
-    def wipe() -> None:
-        redis_client.delete("inference", "unacked", "unacked_index", LEADER)
-        for key in redis_client.scan_iter(match=HOLDS + "*"):
-            redis_client.delete(key)
-
-    wipe()
-    with app.connection_for_write() as conn:
-        channel = conn.channel()
-        channel.do_restore = False  # closing must not return what it took: as if killed
+    with channel_on(redis_client) as channel:
         yield channel
-    wipe()
-
-
-def row(request_id: str) -> dict[str, Any]:
-    now = dt.datetime.now(dt.timezone.utc)
-    return {"request_id": request_id, "image_ref": f"/x/{request_id}.jpg", "batch_id": "b",
-            "submitted_at": now}  # fmt: skip
-
-
-def take(channel: Any, ids: list[str]) -> dict[str, str]:
-    """Send a message per id and take each off the queue unacked: request id -> delivery tag."""
-    from worker.app import app
-
-    send(app, [row(i) for i in ids])
-    tags = {}
-    for _ in ids:
-        message = channel.basic_get("inference", no_ack=False)
-        tags[message.headers["id"]] = message.delivery_tag
-    return tags
 
 
 def queued_ids(redis_client) -> set[str]:

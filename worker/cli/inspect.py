@@ -8,6 +8,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from db import deadletters, registry
 from db import results as results_db
@@ -100,8 +101,7 @@ def run_status(args: argparse.Namespace) -> int:
         for queue in (INFERENCE_QUEUE, TRAINING_QUEUE):
             print(f"queue {queue}: {client.llen(queue)} waiting")
         print(f"unacked: {client.hlen('unacked')} messages held by workers")
-        replies = app.control.inspect(timeout=1.0).ping() or {}
-        print(f"workers: {len(replies)}" + "".join(f"\n  {name}" for name in sorted(replies)))
+        print(worker_lines(app.control.broadcast("crackq_model", reply=True, timeout=1.0)))
         settings = get_settings()
         stale_after = settings.requeue_lost_after_s
         with sessions()() as session:
@@ -132,6 +132,18 @@ def run_status(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         time.sleep(args.watch)
         print()
+
+
+def worker_lines(replies: Sequence[dict[str, Any]] | None) -> str:
+    """`workers: N` and a line per live worker: the version it serves, its metrics URL."""
+    found = {name: r for reply in replies or [] for name, r in reply.items()}
+    lines = [f"workers: {len(found)}"]
+    for name, r in sorted(found.items()):
+        served = r.get("version") if isinstance(r, dict) else None
+        where = r.get("metrics") if isinstance(r, dict) else None
+        line = f"  {name}: " + (f"serves {served}" if served else "no model loaded (training?)")
+        lines.append(line + (f", metrics {where}/metrics" if where else ""))
+    return "\n".join(lines)
 
 
 def run_requeue(args: argparse.Namespace) -> int:
