@@ -146,16 +146,39 @@ def is_loopback(address: str) -> bool:
 
 
 def gpu_indices(requested: str | None, device: str) -> list[str]:
-    """GPUs to run one inference worker on each, found without initialising CUDA here."""
+    """GPUs to run one inference worker on each, found without initialising CUDA here.
+
+    `--gpus` wins; CRACKQ_DEVICE=cuda:N means GPU N alone; else every visible GPU.
+    """
     if device == "cpu":
         return []
     if requested:
         return [g.strip() for g in requested.split(",") if g.strip()]
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [g.strip() for g in visible.split(",") if g.strip()]
+    shown = None if visible is None else [g.strip() for g in visible.split(",") if g.strip()]
+    if device.startswith("cuda:"):  # N counts the devices this process sees
+        n = int(device.removeprefix("cuda:"))
+        if shown is None:
+            return [str(n)]
+        if n >= len(shown):
+            raise ValueError(f"CRACKQ_DEVICE={device} but CUDA_VISIBLE_DEVICES={visible}")
+        return [shown[n]]
+    if shown is not None:
+        return shown
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return []
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def pinned_to_gpu(launch: Launch, gpu: str, metrics_port: int | None = None) -> Launch:
+    """`launch` confined to GPU `gpu`: the child sees that device alone, as `cuda`.
+
+    CUDA numbers the visible devices from 0, so CRACKQ_DEVICE=cuda:3 with
+    CUDA_VISIBLE_DEVICES=3 would name a device the child does not have.
+    """
+    env = {**launch.env, "CUDA_VISIBLE_DEVICES": gpu, "CRACKQ_DEVICE": "cuda"}
+    if metrics_port:
+        env["CRACKQ_METRICS_PORT"] = str(metrics_port)
+    return Launch(launch.argv, env)

@@ -100,7 +100,12 @@ class ConsumerState:
             return "stopping"
         if self.consumer is None:
             return "starting"
-        if getattr(self.consumer, "task_consumer", None) is None:
+        # Celery drops its connection at once when the broker goes away and sets the new
+        # one once connected again; the task consumer exists from the first start
+        if (
+            getattr(self.consumer, "connection", None) is None
+            or getattr(self.consumer, "task_consumer", None) is None
+        ):
             return "reconnecting"
         return "ready"
 

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from harness.faults.rig import (
     submit,
     worker_env,
 )
-from harness.procs import READY, wait_until, worker
+from harness.procs import READY, free_port, wait_until, worker
 from harness.redis_server import RedisServer
 from harness.rows import final_rows, queued_rows
 
@@ -83,16 +84,54 @@ def kill9_mid_batch(
     )
 
 
-def bounce(server: RedisServer, kill: bool, down_s: float) -> float:
-    """Stop `server` (SIGKILL or SHUTDOWN), start it again `down_s` later; when it stopped."""
+def bounce(
+    server: RedisServer, kill: bool, down_s: float, while_down: Callable[[], Any] | None = None
+) -> float:
+    """Stop `server` (SIGKILL or SHUTDOWN), start it again `down_s` later; when it stopped.
+
+    `while_down` is called about twice a second meanwhile.
+    """
     if kill:
         server.kill()
     else:
         server.shutdown()
     stopped = time.monotonic()
-    time.sleep(down_s)
+    while (left := stopped + down_s - time.monotonic()) > 0:
+        if while_down is not None:
+            while_down()
+        time.sleep(min(0.5, max(0.0, left)))
     server.start()
     return stopped
+
+
+class Readiness:
+    """A worker's /readyz watched through a fault: what it said while down, when it came back."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/readyz"
+        self.down: list[str] = []  # "503 broker,consuming" per probe during the outage
+
+    def status(self) -> tuple[int, list[str]]:
+        import requests
+
+        try:
+            r = requests.get(self.url, timeout=3)
+        except requests.RequestException:
+            return 0, ["endpoint"]
+        failing = [name for name, c in r.json().get("checks", {}).items() if not c["ok"]]
+        return r.status_code, failing
+
+    def probe(self) -> None:
+        code, failing = self.status()
+        self.down.append(f"{code} {','.join(failing)}")
+
+    def summary(self, since: float) -> dict[str, Any]:
+        back = wait_until(lambda: self.status()[0] == 200, 60)
+        return {
+            "not_ready_while_down": bool(self.down) and all(d.startswith("503") for d in self.down),
+            "failing_while_down": sorted({d.split(" ", 1)[1] for d in self.down}),
+            "ready_again_s": round(time.monotonic() - since, 1) if back else None,
+        }
 
 
 def stored_or_requeued(app: Any, engine: Any, ids: list[str], timeout_s: float) -> tuple[bool, int]:
@@ -131,7 +170,11 @@ def redis_restart(
     server = RedisServer(rig.tmp / f"{batch}-redis")
     server.start()
     app = producer_app(server.url, visibility_timeout_s)
-    env = worker_env(rig, visibility_timeout_s, CRACKQ_BROKER_URL=server.url)
+    port = free_port()
+    readiness = Readiness(port)
+    env = worker_env(
+        rig, visibility_timeout_s, CRACKQ_BROKER_URL=server.url, CRACKQ_METRICS_PORT=str(port)
+    )
     try:
         # The test server writes every command to its AOF before replying (appendfsync
         # always), so a SIGKILL loses no message or ack the worker already saw.
@@ -143,11 +186,12 @@ def redis_restart(
             wait_until(lambda: final_rows(rig.engine, ids) > 0, 120, step=0.05)
             before = in_broker(server.url)
             at_stop = final_rows(rig.engine, ids)
-            stopped = bounce(server, kill, down_s)
+            stopped = bounce(server, kill, down_s, readiness.probe)
             after = in_broker(server.url)  # what the AOF brought back
             submit(app, rig.engine, rig.refs(n)[half:], ids[half:], batch)
             done, requeued = stored_or_requeued(app, rig.engine, ids, timeout_s)
             recovered_s = time.monotonic() - stopped
+            ready = readiness.summary(stopped)
             same = w.alive() and w.proc.pid == pid
             reconnects = len(re.findall(r"Connected to redis://", w.log())) - 1
     finally:
@@ -157,7 +201,7 @@ def redis_restart(
         fault,
         rig.engine,
         ids,
-        done and same and reconnects >= 1,
+        done and same and reconnects >= 1 and ready["not_ready_while_down"],
         rows_at_stop=at_stop,
         messages_before_stop=before,
         messages_after_restart=after,
@@ -166,4 +210,5 @@ def redis_restart(
         requeued=requeued,
         exercised=before > 0,
         recovered_s=round(recovered_s, 1),
+        **ready,
     )

@@ -179,12 +179,15 @@ def test_consumer_state_follows_the_worker() -> None:
     assert state() == "starting"
 
     class Consumer:
+        connection: object | None = object()
         task_consumer: object | None = None
 
     state.consumer = Consumer()
     assert state() == "reconnecting"
     state.consumer.task_consumer = object()
     assert state() == "ready"
+    state.consumer.connection = None  # the broker went away
+    assert state() == "reconnecting"
     state.stopping = True
     assert state() == "stopping"
 

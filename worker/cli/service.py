@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 
 from sqlalchemy.engine import make_url
 
 from worker import migrate
 from worker.cli.output import to_json
-from worker.launch import Launch, flower_launch, gpu_indices, worker_launch
+from worker.launch import Launch, flower_launch, gpu_indices, pinned_to_gpu, worker_launch
 from worker.messages import json_schema
 from worker.settings import get_settings
+from worker.supervise import supervise
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -32,16 +32,16 @@ def run_worker(args: argparse.Namespace) -> int:
 
     if len(gpus) <= 1:
         one = launch(args.hostname, on_gpu=bool(gpus))
-        env = {**os.environ, **one.env}
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = gpus[0]
-        os.execvpe(one.argv[0], one.argv, env)
-    procs = []
-    for gpu in gpus:  # one process per GPU, each seeing only its own device
-        each = launch(f"inference-gpu{gpu}@%h", on_gpu=True)
-        env = {**os.environ, **each.env, "CUDA_VISIBLE_DEVICES": gpu}
-        procs.append(subprocess.Popen(each.argv, env=env))
-    return max(p.wait() for p in procs)
+            one = pinned_to_gpu(one, gpus[0])
+        os.execvpe(one.argv[0], one.argv, {**os.environ, **one.env})
+    # one process per GPU, each seeing only its own device, on a metrics port of its own
+    port = settings.metrics_port
+    children = [
+        pinned_to_gpu(launch(f"inference-gpu{gpu}@%h", on_gpu=True), gpu, port and port + i)
+        for i, gpu in enumerate(gpus)
+    ]
+    return supervise(children)
 
 
 def run_flower(args: argparse.Namespace) -> int:
