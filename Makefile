@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test test-fast lint format bench reliability gpu-check worker flower migrate clean
+.PHONY: install system-packages demo test test-fast lint format bench reliability gpu-check worker flower migrate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,10 @@ install: $(VENV)/.installed  ## create .venv and install crackq with its test to
 demo: install  ## the main job: train a first model, classify held-out photos through the queue
 	$(VENV)/bin/crackq demo $(DEMO_ARGS)
 
-test: install lint  ## lint, type-check and run every test against the local Redis and PostgreSQL
+system-packages:  ## Debian packages the tests use (tcmalloc, prometheus), when run as root
+	bash .ci/system-packages
+
+test: install system-packages lint  ## lint, type-check and run every test against the local Redis and PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install  ## the developer loop: tests not marked slow, no lint, stop at the first failure

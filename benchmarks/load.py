@@ -27,10 +27,12 @@ log = logging.getLogger(__name__)
 BATCH_ID = "load-run"
 
 
-def load_run(tmp: Path, n: int, photos: Photos, engine: Engine) -> dict[str, Any]:
+def load_run(
+    tmp: Path, n: int, photos: Photos, engine: Engine, port: int | None = None
+) -> dict[str, Any]:
     """Submit `n` refs at once (crackq's submit), serve them with one worker, count the rows.
 
-    RSS is read when the first rows land (start), at n/2 (middle) and at the end; queue
+    The worker serves /metrics on `port` (a free one by default). RSS is read when the first rows land (start), at n/2 (middle) and at the end; queue
     depth and rows/s are sampled every 10 s, as an operator would watch `crackq status`.
     """
     from worker.app import app
@@ -42,7 +44,7 @@ def load_run(tmp: Path, n: int, photos: Photos, engine: Engine) -> dict[str, Any
     sub = submit(app, get_sessions(), refs, batch_id=BATCH_ID)
     submit_s = time.monotonic() - t0
     log.info("load: %d refs submitted in %.1f s; starting the worker", n, submit_s)
-    port = free_port()
+    port = port or free_port()
     # database gauges at most 2 s old (default 10), so the last scrape can match PostgreSQL
     env = {"CRACKQ_ALLOWED_ROOTS": str(photos.root), "CRACKQ_METRICS_PORT": str(port),
            "CRACKQ_METRICS_DB_S": "2"}  # fmt: skip

@@ -34,6 +34,8 @@ SUITES = {
              "recall, F1 and photo accuracy per overlap, against the whole photo resized"),
     "mapload": ("benchmarks.map_load", "crack maps under load: tiles/s through the queue vs "
                 "the model, single-photo latency while mapping, 50 MP peak RSS"),
+    "dashboard": ("benchmarks.dashboard", "the Grafana dashboard's queries on a real Prometheus "
+                  "over a load run, drawn to docs/dashboard.png"),
     "model": ("benchmarks.model_speed", "one backend's raw forward speed (the speed suite "
               "starts it in a fresh process)"),
     "inprocess": ("benchmarks.inprocess", "the pipeline without the queue (the speed suite "

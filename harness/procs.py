@@ -90,6 +90,18 @@ def worker(
     return Proc(argv, tmp / f"{name}.log", env)
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, grace_s: float = 30) -> None:
+    """SIGTERM `proc` if it runs, SIGKILL it after `grace_s`; reaped either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 def wait_until(check: Callable[[], bool], timeout_s: float, step: float = 0.25) -> bool:
     """Poll `check` until it is true (True) or `timeout_s` passes (False)."""
     deadline = time.monotonic() + timeout_s

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.procs import free_port, wait_until
+from harness.procs import free_port, terminate, wait_until
 
 
 @contextlib.contextmanager
@@ -75,13 +75,7 @@ class RedisServer:
         self.proc.wait(30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
 
     def log(self) -> str:
         path = self.folder / "redis.log"

@@ -1,4 +1,4 @@
-"""Delivery faults against real processes: each injects one, then counts rows lost or duplicated."""
+"""Faults against real processes: each injects one, then counts rows (or runs) lost or duplicated."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from harness.faults.messages import duplicate_delivery, malformed_and_pickle
 from harness.faults.poison import poison_in_batch
 from harness.faults.postgres import postgres_refusal
 from harness.faults.selfheal import kill9_self_heal
+from harness.faults.training import kill9_training
 
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "kill9_mid_batch": kill9_mid_batch,
@@ -20,4 +21,5 @@ SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "duplicate_delivery": duplicate_delivery,
     "malformed_and_pickle": malformed_and_pickle,
     "poison_in_batch": poison_in_batch,
+    "kill9_training": kill9_training,
 }

@@ -90,6 +90,20 @@ def test_scrape_reports_rows_runs_and_queues_from_the_sources(
     assert got[("crackq_source_up", (("source", "database"),))] == 1
 
 
+def test_statuses_with_no_rows_read_zero_so_their_series_do_not_go_stale(
+    redis_client, sessions
+) -> None:
+    """Once the last queued row is final, crackq_results{status="queued"} must say 0, not
+    vanish: Prometheus would keep the last non-zero value and an alert on it never clears."""
+    registry = CollectorRegistry()
+    registry.register(metrics.SystemCollector(redis_client, sessions, ["inference"], lambda: None))
+    got = samples(registry)
+    for status in ("queued", "succeeded", "failed"):
+        assert got[("crackq_results", (("error_code", ""), ("status", status)))] == 0
+    for status in ("queued", "running", "succeeded", "failed", "cancelled"):
+        assert got[("crackq_training_runs", (("status", status),))] == 0
+
+
 def test_a_source_away_leaves_its_gauges_out_and_says_so(sessions) -> None:
     away = redis.Redis(port=free_port(), socket_timeout=1, socket_connect_timeout=1)
     registry = CollectorRegistry()
