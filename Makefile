@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install system-packages demo test test-fast lint format bench reliability gpu-check worker flower migrate clean
+.PHONY: install system-packages demo test test-fast lint format bench reliability gpu-check deploy-check worker flower migrate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ format: install
 
 bench: install  ## throughput benchmarks; JSON lines on stdout
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+deploy-check: install  ## render docker-compose.yml with Compose, check it and ops/k8s against the CLI and settings
+	$(PY) -m harness.deploy
 
 reliability: install  ## faults, hostile inputs and a load run against real processes (--quick: RELIABILITY_ARGS=--quick)
 	$(PY) -m benchmarks.run --suite reliability $(RELIABILITY_ARGS)

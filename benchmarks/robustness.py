@@ -41,6 +41,7 @@ from models.network import CRACK_INDEX
 from models.numerics import resolve_numerics, torch_threads
 from models.recipe import PRECISIONS, Recipe
 from models.serving import Classifier
+from models.shiftcheck import shift_figures
 from models.shifts import CLEAN, SHIFTS, Shift, rng_for
 from models.transforms import EvalPreset, stack
 
@@ -122,11 +123,7 @@ def score(
         labels += y
     m = metrics(np.asarray(labels), np.concatenate(probs), clf.threshold)
     return {
-        "shift": shift.name,
-        "simulates": shift.simulates,
-        "accuracy": round(m["accuracy"], 4),
-        "f1": round(m["f1"], 4),
-        "auc": None if m["auc"] is None else round(m["auc"], 4),
+        **shift_figures(shift, m),
         "confusion": m["confusion"],
         "photos": m["n"],
         "wall_s": round(time.perf_counter() - started, 1),

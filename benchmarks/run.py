@@ -32,8 +32,12 @@ SUITES = {
                    "scale, colour, texture shifts; accuracy, F1, AUC per shift"),
     "maps": ("benchmarks.maps", "crack maps of mosaics of held-out patches: cell precision, "
              "recall, F1 and photo accuracy per overlap, against the whole photo resized"),
+    "dense": ("benchmarks.dense_maps", "the fully convolutional crack map against the tiled "
+              "one on mosaics of held-out patches: parity, tiles/s, cell F1 of each"),
     "mapload": ("benchmarks.map_load", "crack maps under load: tiles/s through the queue vs "
                 "the model, single-photo latency while mapping, 50 MP peak RSS"),
+    "scaleout": ("benchmarks.scaleout", "two inference workers and a trainer sharing only "
+                 "Redis, PostgreSQL and S3: 1 vs 2 workers, a hot switch under load, store speed"),
     "dashboard": ("benchmarks.dashboard", "the Grafana dashboard's queries on a real Prometheus "
                   "over a load run, drawn to docs/dashboard.png"),
     "model": ("benchmarks.model_speed", "one backend's raw forward speed (the speed suite "

@@ -39,6 +39,11 @@ def parse_args(argv: list[str], prog: str, epilog: str | None) -> argparse.Names
     parser.add_argument(
         "--with-rss", action="store_true", help=f"rss up to {FULL_RSS_IMAGES:,} images (~10 min)"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy samples the e2e worker: a `phases` line of CPU ms per photo by phase",
+    )
     args = parser.parse_args(argv)
     args.want = set(filter(None, args.only.split(","))) or set(NAMES)
     unknown = args.want - set(NAMES)
@@ -185,6 +190,7 @@ def measure(args: argparse.Namespace, tmp: Path, results: Results) -> None:
                 args.rss_target,
                 args.trickle_s,
                 int8,
+                args.profile,
             )
         if "inprocess" in args.want:
             allocator, _, _, backend = _served()

@@ -3,6 +3,7 @@
 Trains on up to 2,000 ozgenel photos and validates on ~1,000 from other file-number
 ranges (grouped_split holds out whole 200-number blocks per class), one epoch by default.
 Run: .venv/bin/python -m benchmarks.run --suite train [--data DIR] [--epochs 1] ...
+[--augment card|robust] [--checkpoint PATH] (a checkpoint the robustness and maps suites take)
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import torch
 from harness.procs import ROOT
 from models.datasets import class_counts, from_manifest, grouped_split
 from models.progress import TrainingCancelled
-from models.recipe import Recipe
-from models.training import fine_tune
+from models.recipe import AUGMENTS, Recipe
+from models.training import fine_tune, save_trained
 
 DEFAULT_DATA = os.environ.get("CRACKQ_TEST_DATA", str(ROOT.parent / "shared" / "data" / "ozgenel"))
 
@@ -38,6 +39,9 @@ def parse_args(argv: list[str], prog: str) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--time-limit", type=float, default=570.0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--augment", choices=AUGMENTS, default=Recipe.augment)
+    ap.add_argument("--seed", type=int, default=Recipe.seed)
+    ap.add_argument("--checkpoint", type=Path, help="also save the model here (and a .sha256)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "train_quick")
     return ap.parse_args(argv)
 
@@ -56,6 +60,8 @@ def main(argv: list[str], prog: str) -> int:
         num_workers=args.workers,
         max_train_images=args.train,
         time_limit_s=args.time_limit,
+        augment=args.augment,
+        seed=args.seed,
     )
     started = time.perf_counter()
     line: dict[str, object] = {
@@ -72,6 +78,9 @@ def main(argv: list[str], prog: str) -> int:
         print(json.dumps(line))
         return 1
     line.update(status="ok", **figures(result))
+    if args.checkpoint:
+        save_trained(result, args.checkpoint, version=args.checkpoint.stem)
+        line["checkpoint"] = str(args.checkpoint)
     print(json.dumps(line))
     return 0
 

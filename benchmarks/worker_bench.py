@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from benchmarks.cpu import CpuMeter
+from benchmarks.phases import Sampler, split
 from benchmarks.services import Photos
 from benchmarks.stats import (
     batch_stats,
@@ -39,10 +40,12 @@ def run(
     rss_target: int,
     trickle_s: float = 40.0,
     checkpoint: Path | None = None,
+    profile: bool = False,
 ) -> list[dict[str, Any]]:
     """The selected worker benchmarks in order e2e -> trickle -> rss, all on one worker.
 
     The worker serves `checkpoint` when given (the INT8 benchmark model), else untrained.
+    With `profile`, py-spy samples the worker during e2e: a `phases` line follows it.
     """
     from worker.app import app
     from worker.enqueue import send
@@ -57,10 +60,15 @@ def run(
         assert w.proc is not None
         w.wait_for_log(READY, 300)
         t_ready = time.monotonic()
+        sampler = Sampler(w.proc.pid, profile_path()) if profile else None
+        if sampler is not None:
+            sampler.start()
         meter = CpuMeter(w.proc.pid)
         waited = wait_rows(engine, "bench-e2e", n, timeout_s=120 + n / 2)
         seconds = time.monotonic() - t_ready
         cpu = meter.ms_per_image(waited.done)
+        if sampler is not None:
+            sampler.stop()
         seen = waited.done
         e2e = {
             "bench": "e2e",
@@ -74,6 +82,9 @@ def run(
             **rss_mb(w.proc.pid),
         }
         out.append(e2e)
+        if sampler is not None:
+            phases = split(sampler.out, waited.done, cpu_ms=cpu["worker"])
+            out.append({"bench": "phases", **phases, "raw": str(sampler.out)})
         readings = [{"images": seen, **rss_mb(w.proc.pid)}]
         if "trickle" in want and not waited.timed_out:
             result = trickle(engine, photos, seen, e2e["images_per_s"] / 2, trickle_s)
@@ -83,6 +94,13 @@ def run(
         if "rss" in want:
             out.append(rss(engine, photos, w.proc.pid, seen, rss_target, readings))
     return out
+
+
+def profile_path() -> Path:
+    """Where the e2e samples are kept (benchmarks/out/, ignored by git), for a flame graph."""
+    out = Path(__file__).parent / "out" / "phases"
+    out.mkdir(parents=True, exist_ok=True)
+    return out / f"e2e-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.pyspy.txt"
 
 
 def rss(

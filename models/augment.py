@@ -1,4 +1,4 @@
-"""Training augmentation presets by name: `card` (TrainPreset) and `robust` (against models.shifts)."""
+"""Training augmentation presets by name: `card` (TrainPreset), `photometric` and `robust`."""
 
 from __future__ import annotations
 
@@ -94,8 +94,36 @@ class RobustPreset:
         return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
 
 
+class PhotometricPreset:
+    """The card's geometry (resize, flips, turns), then light and colour only.
+
+    Aimed by the robustness suite at the shifts the card's model fails (README
+    "Augmentation"): contrast down to x0.25 (low_contrast: x0.4), channel gains +-35%
+    (colour_cast), grey-scale; the shifts it already passes (blur, noise, JPEG, scale)
+    get nothing, so training sees clean geometry. Same contract and RNG as TrainPreset.
+    """
+
+    def __init__(self, size: int = INPUT_SIZE) -> None:
+        self.size = size
+        self._geometry = TrainPreset(size, jitter=0.0)
+        self._colour = v2.Compose(
+            [
+                v2.RandomApply(
+                    [v2.ColorJitter(brightness=(0.7, 1.3), contrast=(0.25, 1.1))], p=0.8
+                ),
+                v2.RandomApply([ChannelGains(0.35)], p=0.5),
+                v2.RandomGrayscale(p=0.1),
+            ]
+        )
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        x = torch.from_numpy(self._geometry(img.convert("RGB")).copy()).permute(2, 0, 1)
+        return np.ascontiguousarray(self._colour(x).permute(1, 2, 0).numpy())
+
+
 def train_preset(augment: str, size: int = INPUT_SIZE) -> Preset:
     """The training transform a recipe's `augment` names (see models.recipe.AUGMENTS)."""
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
-    return TrainPreset(size) if augment == "card" else RobustPreset(size)
+    presets = {"card": TrainPreset, "photometric": PhotometricPreset, "robust": RobustPreset}
+    return presets[augment](size)

@@ -191,6 +191,8 @@ class OpenVINOClassifier(Classifier):
         with self.lock:
             self.request = None
             self.compiled = None
+        if self.dense is not None:
+            self.dense.close()
 
 
 def to_openvino(model: nn.Module, size: int) -> Any:
@@ -205,10 +207,10 @@ def to_openvino(model: nn.Module, size: int) -> Any:
         warnings.simplefilter("ignore", FutureWarning)
         graph = ov.convert_model(model.eval().float().cpu(), example_input=example)
     graph.reshape([-1, 3, size, size])
-    return _pixels_in(graph)
+    return pixels_in(graph)
 
 
-def _pixels_in(graph: Any) -> Any:
+def pixels_in(graph: Any) -> Any:
     """Make the graph take uint8 NHWC pixels and do ImageNet normalisation itself.
 
     OpenVINO fuses the conversion, mean/std and layout change into the first convolution's

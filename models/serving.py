@@ -7,13 +7,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from models.numerics import Numerics
 from models.transforms import mean_std, normalise
+
+if TYPE_CHECKING:
+    from models.dense_engine import DenseEngine
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ class Classifier:
         # probability is >= threshold. predict returns plain probabilities; the caller
         # compares (worker.pipeline.verdict), so no hidden shift hides the threshold.
         self.threshold = threshold
+        # The fully convolutional map engine of the same weights, when dense maps are on
+        # (models.dense_engine; the loader attaches it). Closed with the classifier.
+        self.dense: DenseEngine | None = None
         self.prepare(model)
 
     @property
@@ -137,6 +143,8 @@ class Classifier:
         with self.lock:
             self.graphs.clear()
             self._graph_pool = None
+        if self.dense is not None:
+            self.dense.close()
 
     @torch.inference_mode()
     def predict(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -142,16 +142,29 @@ def test_inference_reserves_a_gpu_and_the_cpu_override_drops_it() -> None:
     assert inference["environment"]["CRACKQ_DEVICE"] == "cpu"
 
 
-def test_workers_share_data_and_read_images_read_only() -> None:
+def test_workers_keep_their_own_data_and_read_images_read_only() -> None:
+    data_volumes = []
     for name in WORKERS:
         env, volumes = _env(name), SERVICES[name]["volumes"]
-        assert f"data:{env['CRACKQ_DATA_DIR']}" in volumes
+        (data,) = [v for v in volumes if v.split(":")[1] == env["CRACKQ_DATA_DIR"]]
+        data_volumes.append(data.split(":")[0])
+        assert data_volumes[-1] in COMPOSE["volumes"]
         images = [v for v in volumes if v.endswith(":ro")]
         assert len(images) == 1
         mount = images[0].split(":")[-2]
         assert mount in env["CRACKQ_ALLOWED_ROOTS"].split(",")
         assert not any(mount.startswith(v.split(":")[-1]) for v in volumes if v != images[0])
-    assert "data" in COMPOSE["volumes"]
+    assert len(set(data_volumes)) == len(WORKERS)  # no shared disk: the store carries models
+    assert "data" not in COMPOSE["volumes"]
+
+
+def test_artifact_store_and_its_keys_come_from_the_environment() -> None:
+    env = COMPOSE["x-crackq-env"]
+    store = INTERPOLATION.fullmatch(env["CRACKQ_ARTIFACT_STORE"])
+    assert store is not None and store.group(1) == "CRACKQ_ARTIFACT_STORE"
+    assert store.group(2) == Settings.model_fields["artifact_store"].default
+    for name in ("CRACKQ_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name] is None  # passed through from the shell or .env only when set
 
 
 def test_no_password_literals() -> None:
@@ -161,7 +174,8 @@ def test_no_password_literals() -> None:
     for service in SERVICES.values():
         for key, value in service.get("environment", {}).items():
             if secretish.search(key) and not key.endswith("_FILE"):
-                assert INTERPOLATION.fullmatch(str(value)), f"{key} is a literal"
+                passed_through = value is None  # from the shell or .env, no default here
+                assert passed_through or INTERPOLATION.fullmatch(str(value)), f"{key} is a literal"
                 checked += 1
         command = [str(c) for c in service.get("command", [])]
         for flag, value in zip(command, command[1:], strict=False):
@@ -254,3 +268,117 @@ def test_workers_are_healthy_only_when_ready_and_prometheus_finds_them() -> None
     for mount in SERVICES["prometheus"]["volumes"] + SERVICES["grafana"]["volumes"]:
         source = mount.split(":")[0]
         assert source in COMPOSE["volumes"] or (ROOT / source).exists(), mount
+
+
+# --- the file as Compose itself renders it (harness/deploy/compose.py) -------------------
+
+
+def _rendered(
+    files: tuple[str, ...] = ("docker-compose.yml",), env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    from harness.deploy import compose
+
+    try:
+        return compose.render(list(files), env)
+    except compose.ComposeMissing as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize(
+    ("files", "profiles"),
+    [
+        (["docker-compose.yml"], ()),
+        (["docker-compose.yml", "docker-compose.cpu.yml"], ()),
+        (["docker-compose.yml"], ("metrics",)),
+    ],
+)
+def test_rendered_compose_agrees_with_the_cli_and_the_settings(
+    files: list[str], profiles: tuple[str, ...]
+) -> None:
+    from harness.deploy import compose
+
+    try:
+        project = compose.render(files, profiles=profiles)
+    except compose.ComposeMissing as exc:
+        pytest.skip(str(exc))
+    assert compose.check(project) == []
+    crackq = {name for name, s in project["services"].items() if compose.is_crackq(s)}
+    assert crackq == set(CRACKQ_SERVICES)
+    assert ("prometheus" in project["services"]) == ("metrics" in profiles)
+
+
+def test_rendered_values_follow_the_environment_and_the_cpu_override() -> None:
+    bare = _rendered()["services"]["inference"]
+    assert bare["environment"]["CRACKQ_ARTIFACT_STORE"] == "postgres"
+    assert bare["environment"]["CRACKQ_S3_ENDPOINT_URL"] is None  # unset: not passed at all
+    assert bare["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    site = {"CRACKQ_ARTIFACT_STORE": "s3://models/crackq", "CRACKQ_S3_ENDPOINT_URL":
+            "http://minio:9000", "AWS_SECRET_ACCESS_KEY": "k", "REDIS_PASSWORD": "r3d"}  # fmt: skip
+    project = _rendered(("docker-compose.yml", "docker-compose.cpu.yml"), site)
+    for name in WORKERS:
+        env = project["services"][name]["environment"]
+        assert env["CRACKQ_ARTIFACT_STORE"] == "s3://models/crackq"
+        assert env["CRACKQ_S3_ENDPOINT_URL"] == "http://minio:9000"
+        assert env["AWS_SECRET_ACCESS_KEY"] == "k"
+        assert env["CRACKQ_BROKER_URL"] == "redis://:r3d@redis:6379/0"
+    cpu = project["services"]["inference"]
+    assert "deploy" not in cpu and cpu["environment"]["CRACKQ_DEVICE"] == "cpu"
+    data = [
+        m["source"]
+        for name in WORKERS
+        for m in project["services"][name]["volumes"]
+        if m["target"] == "/data"
+    ]
+    assert len(set(data)) == 2
+
+
+def test_the_compose_check_catches_each_kind_of_mistake() -> None:
+    from harness.deploy import compose
+
+    project = _rendered()
+    services = project["services"]
+    services["inference"]["command"] = ["worker", "--queues", "gpu"]
+    services["training"]["environment"]["CRACKQ_TRAINING_QUEUE"] = "x"
+    services["training"]["environment"]["CRACKQ_VISIBILITY_TIMEOUT_S"] = "an hour"
+    services["training"]["healthcheck"]["test"][-1] = services["training"]["healthcheck"]["test"][
+        -1
+    ].replace("9808/readyz", "9809/ready")
+    services["migrate"]["volumes"] = [{"type": "volume", "source": "training-data"}]
+    problems = "\n".join(compose.check(project))
+    assert "compose service inference: `crackq worker --queues gpu`: " in problems
+    assert "invalid choice: 'gpu'" in problems
+    assert "CRACKQ_TRAINING_QUEUE is not a crackq setting" in problems
+    assert "CRACKQ_VISIBILITY_TIMEOUT_S='an hour'" in problems
+    assert "probes port 9809, but worker listens on 9808" in problems
+    assert "/ready is not served by worker" in problems
+    assert "volume training-data is written by migrate, training: a shared disk" in problems
+    del services["training"]["healthcheck"]
+    assert "training: a worker needs a healthcheck" in "\n".join(compose.check(project))
+
+
+@pytest.mark.parametrize("ready", [True, False])
+def test_the_worker_healthcheck_command_runs_against_the_real_endpoint(ready: bool) -> None:
+    import subprocess
+    import sys
+
+    from harness.deploy import compose
+    from harness.procs import free_port
+    from worker import health
+    from worker.opsserver import make_app, serve
+
+    code = compose.healthcheck_code(_rendered(), "inference")
+    port = Settings.model_fields["metrics_port"].default
+    assert f":{port}/readyz" in code
+    checks = [health.Check("database", ready, "test")]
+    server, bound = serve("127.0.0.1", free_port(), make_app(lambda: checks), tries=1)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code.replace(f":{port}/", f":{bound}/")],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (out.returncode == 0) == ready, out.stderr  # 503 raises: unhealthy
+    if not ready:
+        assert "503" in out.stderr

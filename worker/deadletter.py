@@ -18,6 +18,7 @@ from celery.worker.consumer import Consumer
 
 from db import deadletters
 from worker import outage
+from worker.eventflush import TimedEventFlush
 from worker.runtime import get_sessions
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,11 @@ def raw_payload(message: Any) -> dict[str, Any]:
     }
 
 
-class DeadLetterConsumer(Consumer):
-    """Celery's consumer, but bad messages are kept and a broker restart is survived."""
+class DeadLetterConsumer(TimedEventFlush, Consumer):
+    """Celery's consumer, but bad messages are kept and a broker restart is survived.
+
+    Its task events are flushed on a short timer (worker.eventflush).
+    """
 
     def _recorded(self, message: Any, reason: str) -> bool:
         """Dead-letter `message`; when the database is away, requeue it and return False."""

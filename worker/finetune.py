@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import subprocess
 from pathlib import Path
@@ -14,20 +13,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import registry, runs
 from db.tables import TrainingRun
-from models.checkpoints import load_checkpoint, model_from_checkpoint, serving_config
-from models.evaluation import evaluate, metrics
-from models.loop import make_loader
+from models.checkpoints import load_checkpoint, serving_config
 from models.network import ARCHITECTURE
-from models.numerics import resolve_numerics
 from models.quantize import INT8_KEY
 from models.recipe import Recipe
 from models.training import TrainResult, fine_tune, save_trained
-from models.transforms import EvalPreset
 from worker.artifacts import Stores
 from worker.int8_job import int8_in_child
 from worker.modelcache import cache_from_settings
 from worker.runlife import Deadline, Guard, Heartbeat, RunLost, claim, to_the_end
 from worker.runprogress import Report, RunTracker
+from worker.runscores import check_shifts, score_parent, write_metrics
 from worker.settings import Settings
 from worker.trainingdata import DataSpec, TrainingData, patch_side, prepare, summary
 
@@ -96,13 +92,15 @@ def _fine_tuning_run(run: _Run) -> dict[str, Any]:
     run.guard.step("loading the parent")
     parent = _load_parent(run)
     result = _train(run, data, parent)
+    run.guard.step("the shift check")
+    _check_shifts(run, data, result)
     run.guard.step("the INT8 step")
     int8 = _int8_graph(run, data, result)
     run.guard.step("saving")
     saved = _save(run, result, {**int8, **_patch(data)})
     baseline = _score_parent(run, data, parent) if parent is not None else None
     data_summary = summary(data, run.spec, result.skipped)
-    _write_metrics(run, saved, result, data_summary, baseline)
+    write_metrics(run.out_dir, saved.version, result, data_summary, baseline)
     run.guard.step("uploading")
     uploaded = _upload(run, saved)
     run.guard.step("registering")
@@ -153,6 +151,20 @@ def _train(run: _Run, data: TrainingData, parent: _Parent | None) -> TrainResult
     )
 
 
+def _check_shifts(run: _Run, data: TrainingData, result: TrainResult) -> None:
+    """The shift check's report goes into the run's metrics (and so the checkpoint, the
+    registry's model card and metrics.json)."""
+    run.tracker.progress({**run.tracker.last, "event": "shift_check"})
+
+    def check() -> None:
+        if run.guard.should_stop():
+            run.guard.step("the shift check")  # raises TrainingCancelled
+
+    report = check_shifts(result, data.parts.val, data.load, run.settings.device, check)
+    if report is not None:
+        result.metrics["shift_check"] = report
+
+
 def _int8_graph(run: _Run, data: TrainingData, result: TrainResult) -> dict[str, Any]:
     """The checkpoint's INT8 entry, or {}; the check's report goes into the run's metrics."""
     if run.settings.int8 != "auto":
@@ -187,21 +199,8 @@ def _patch(data: TrainingData) -> dict[str, Any]:
 
 def _score_parent(run: _Run, data: TrainingData, parent: _Parent) -> dict[str, Any]:
     """The promoted model's metrics on this run's validation set."""
-    recipe = run.recipe
-    numerics = resolve_numerics(run.settings.device, recipe.precision, recipe.channels_last)
-    model = model_from_checkpoint(parent.payload).to(numerics.device)
-    preset = EvalPreset(recipe.image_size)
-    loader = make_loader(data.parts.val, preset, recipe.batch_size, False, recipe, False, data.load)
-    scored = evaluate(model, loader, numerics)
-    return {"version": parent.version, **metrics(scored.labels, scored.p_crack)}
-
-
-def _write_metrics(
-    run: _Run, saved: _Saved, result: TrainResult, data: Json, baseline: Json | None
-) -> None:
-    report = {"version": saved.version, **result.metadata(), "data": data}
-    text = json.dumps({**report, "promoted_baseline": baseline}, indent=2, default=str)
-    (run.out_dir / "metrics.json").write_text(text)
+    val, device = data.parts.val, run.settings.device
+    return score_parent(parent.version, parent.payload, val, data.load, run.recipe, device)
 
 
 def _upload(run: _Run, saved: _Saved) -> _Uploaded:

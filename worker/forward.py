@@ -5,7 +5,8 @@ whole ("patch" work: someone is waiting for each) go first, in a pass of their o
 of photos being mapped ride along only in the padding of that pass (free: a compiled or
 captured model runs the padded shape anyway), and otherwise run in passes of their own.
 While photos arrive (one in the last `busy_s`), a tile pass holds at most `busy_batch`
-images, so a photo arriving waits for one small pass, never for a long run of tiles. On a
+images, so a photo arriving waits for one small pass, never for a long run of tiles.
+A block of a fully convolutional map (models.dense) is a pass of its own, in the same gaps. On a
 CPU the model's images/s hardly depend on the batch size, so this costs tiles little.
 """
 
@@ -25,7 +26,7 @@ from models.serving import Classifier
 
 log = logging.getLogger(__name__)
 
-PATCH, TILES = "patch", "tiles"
+PATCH, TILES, BLOCKS = "patch", "tiles", "blocks"
 
 
 class ForwardClosed(RuntimeError):
@@ -36,6 +37,7 @@ class ForwardClosed(RuntimeError):
 class _Work:
     classifier: Classifier
     pixels: np.ndarray  # uint8 (n, H, W, 3)
+    block: bool = False  # one block of a dense map: out is its (rows, cols) windows
     out: np.ndarray = field(init=False)
     done: int = 0  # images of `pixels` already through the model
     error: BaseException | None = None
@@ -56,7 +58,7 @@ class Forward:
         self.max_batch = max(1, max_batch)
         self.busy_batch = max(1, min(busy_batch, self.max_batch))
         self.busy_s = busy_s
-        self._queues: dict[str, deque[_Work]] = {PATCH: deque(), TILES: deque()}
+        self._queues: dict[str, deque[_Work]] = {PATCH: deque(), TILES: deque(), BLOCKS: deque()}
         self._cond = threading.Condition()
         self._last_patch = -float("inf")
         self._closed = False
@@ -68,7 +70,14 @@ class Forward:
         """Raw crack probabilities (n,) of uint8 (n, H, W, 3) `pixels`; blocks until done."""
         if len(pixels) == 0:
             return np.empty(0, dtype=np.float32)
-        work = _Work(classifier, pixels)
+        return self._wait(_Work(classifier, pixels), kind)
+
+    def predict_block(self, classifier: Classifier, pixels: np.ndarray) -> np.ndarray:
+        """Raw crack probabilities (rows, cols) of one dense-map block, uint8 (1, H, W, 3),
+        through `classifier.dense`; in the gaps between photos, like tiles."""
+        return self._wait(_Work(classifier, pixels, block=True), BLOCKS)
+
+    def _wait(self, work: _Work, kind: str) -> np.ndarray:
         with self._cond:
             if self._closed:
                 raise ForwardClosed("the worker is shutting down")
@@ -107,7 +116,10 @@ class Forward:
         model's next batch bucket; a pass of tiles alone holds `busy_batch` images while
         photos arrive, else `max_batch`.
         """
-        patches, tiles = self._queues[PATCH], self._queues[TILES]
+        patches, tiles, blocks = self._queues[PATCH], self._queues[TILES], self._queues[BLOCKS]
+        if not patches and blocks and not tiles:
+            work = blocks.popleft()  # a block is a pass of its own: its shape is its own
+            return [(work, 0, 1)]
         model = (patches or tiles)[0].classifier
         busy = bool(patches) or time.monotonic() - self._last_patch < self.busy_s
         room = self.busy_batch if busy else self.max_batch
@@ -129,6 +141,9 @@ class Forward:
         return taken
 
     def _run(self, taken: list[tuple[_Work, int, int]]) -> None:
+        if taken[0][0].block:
+            self._run_block(taken[0][0])
+            return
         batch = np.concatenate([w.pixels[a:b] for w, a, b in taken])
         try:
             probs = taken[0][0].classifier.predict(torch.from_numpy(batch))[:, CRACK_INDEX]
@@ -152,6 +167,14 @@ class Forward:
             if b == len(work.pixels):
                 work.finished.set()
 
+    def _run_block(self, work: _Work) -> None:
+        try:
+            work.out = dense_predict(work.classifier, work.pixels)
+            self.forwards += 1
+        except BaseException as exc:  # the waiting thread re-raises it
+            work.error = exc
+        work.finished.set()
+
     def _fail_waiting(self) -> None:
         for queue in self._queues.values():
             for work in queue:
@@ -173,3 +196,16 @@ def run(
     if forward is not None:
         return forward.predict(classifier, pixels, kind)
     return classifier.predict(torch.from_numpy(pixels))[:, CRACK_INDEX].numpy()
+
+
+def run_block(forward: Forward | None, classifier: Classifier, pixels: np.ndarray) -> np.ndarray:
+    """Raw crack probabilities (rows, cols) of a dense-map block: through `forward`, or here."""
+    if forward is not None:
+        return forward.predict_block(classifier, pixels)
+    return dense_predict(classifier, pixels)
+
+
+def dense_predict(classifier: Classifier, pixels: np.ndarray) -> np.ndarray:
+    if classifier.dense is None:
+        raise RuntimeError(f"model {classifier.version} was loaded without a dense map engine")
+    return classifier.dense.predict(pixels)

@@ -45,6 +45,8 @@ class MapPolicy:
     min_region_tiles: int = 2
     time_budget_s: float = 300.0
     batch: int = 32  # tiles per forward request
+    engine: str = "tiles"  # or "dense": fully convolutional blocks (models.dense)
+    dense_block: int = 448  # side of a dense block in network pixels
 
     def tile_for(self, classifier: Classifier) -> int:
         return self.tile or classifier.patch_size

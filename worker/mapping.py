@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import maps, results
+from models.dense import block_tiles, dense_grid, dense_map_image
 from models.serving import Classifier
-from models.tiles import CrackMap, TileGrid, map_image, tile_grid
+from models.tiles import CrackMap, map_image, tile_grid
 from worker import metrics
 from worker.decode import decode_image
 from worker.errors import ErrorCode, ImageError
-from worker.forward import TILES, Forward, ForwardClosed, run
+from worker.forward import TILES, Forward, ForwardClosed, run, run_block
 from worker.jobs import Loaded, MapPolicy, PipelineConfig
 from worker.rows import base_row, failed_row, ms_since, now, verdict
 
@@ -48,8 +51,7 @@ def map_photo(
     try:
         image = decode_image(loaded.data, config.max_pixels, target=None, formats=config.formats)
         decode_ms = loaded.decode_ms + ms_since(t0)
-        grid = tile_grid(*image.size, config.maps.tile_for(classifier), config.maps.overlap)
-        cmap, inference_ms = _map(image, grid, classifier, config.maps, forward, t0)
+        cmap, inference_ms = _map(image, classifier, config.maps, forward, t0)
         row = {
             **base_row(loaded.item),
             **verdict(cmap.crack_probability(minimum), 0.5),
@@ -86,32 +88,51 @@ def map_photo(
 
 def _map(
     image: Any,
-    grid: TileGrid,
     classifier: Classifier,
     policy: MapPolicy,
     forward: Forward | None,
     t0: float,
 ) -> tuple[CrackMap, float]:
-    """The map of `image`, and the milliseconds its tiles spent waiting for and in the model."""
+    """The map of `image`, and the milliseconds its tiles spent waiting for and in the model.
+
+    Tile by tile (models.tiles), or with CRACKQ_MAP_ENGINE=dense block by block through
+    the network run fully convolutionally (models.dense); both through the forward thread.
+    """
     spent = 0.0
+    tile, (width, height) = policy.tile_for(classifier), image.size
 
-    def predict(tiles: np.ndarray) -> np.ndarray:
-        nonlocal spent
-        if time.perf_counter() - t0 > policy.time_budget_s:
-            raise ImageError(
-                ErrorCode.MAP_TIMEOUT,
-                f"mapping {len(grid)} tiles took over {policy.time_budget_s:.0f} s "
-                "(CRACKQ_MAP_TIME_BUDGET_S)",
-            )
-        t = time.perf_counter()
-        out = run(forward, classifier, tiles, TILES)
-        spent += ms_since(t)
-        return out
+    def timed(step: Callable[[np.ndarray], np.ndarray], tiles: int) -> Callable[..., np.ndarray]:
+        def predict(pixels: np.ndarray) -> np.ndarray:
+            nonlocal spent
+            if time.perf_counter() - t0 > policy.time_budget_s:
+                raise ImageError(
+                    ErrorCode.MAP_TIMEOUT,
+                    f"mapping {tiles} tiles took over {policy.time_budget_s:.0f} s "
+                    "(CRACKQ_MAP_TIME_BUDGET_S)",
+                )
+            t = time.perf_counter()
+            out = step(pixels)
+            spent += ms_since(t)
+            return out
 
+        return predict
+
+    if policy.engine == "dense" and classifier.dense is not None:
+        dense = dense_grid(width, height, tile, classifier.input_size, policy.overlap)
+        step = partial(run_block, forward, classifier)
+        cmap = dense_map_image(
+            image,
+            dense,
+            timed(step, len(dense.grid)),
+            block=block_tiles(dense, policy.dense_block),
+            threshold=classifier.threshold,
+        )
+        return cmap, spent
+    grid = tile_grid(width, height, tile, policy.overlap)
     cmap = map_image(
         image,
         grid,
-        predict,
+        timed(lambda tiles: run(forward, classifier, tiles, TILES), len(grid)),
         size=classifier.input_size,
         batch=policy.batch,
         threshold=classifier.threshold,

@@ -22,6 +22,8 @@ from models.checkpoints import (
     model_from_checkpoint,
     serving_config,
 )
+from models.dense import MIN_DENSE_INPUT, dense_step
+from models.dense_engine import dense_engine
 from models.network import (
     PretrainedUnavailable,
     build_model,
@@ -113,11 +115,14 @@ def build_classifier(
     threads: int = 0,
     max_batch: int = 32,
     int8: bool = False,
+    dense_overlap: float | None = None,
 ) -> Classifier:
     """Load the weights `source` names (verified) and prepare them for inference.
 
     backend is a resolved one (see models.openvino_backend.resolve_backend). With `int8`,
-    the OpenVINO backend serves the checkpoint's INT8 graph when it carries one.
+    the OpenVINO backend serves the checkpoint's INT8 graph when it carries one. With
+    `dense_overlap`, the same weights also get a fully convolutional map engine for that
+    tile overlap (models.dense_engine; CRACKQ_MAP_ENGINE=dense).
     """
 
     def prepare(
@@ -127,9 +132,23 @@ def build_classifier(
         threshold: float = 0.5,
         graph: dict[str, Any] | None = None,
     ) -> Classifier:
+        served: Classifier
         if backend == "openvino":
-            return OpenVINOClassifier(model, numerics, version, size, threshold, threads, graph)
-        return Classifier(model, numerics, version, size, threshold, max_batch)
+            served = OpenVINOClassifier(model, numerics, version, size, threshold, threads, graph)
+        else:
+            served = Classifier(model, numerics, version, size, threshold, max_batch)
+        if dense_overlap is not None and size < MIN_DENSE_INPUT:
+            log.warning(
+                "%s: dense maps need a model input of at least %d px, this one is %d px; "
+                "mapping tile by tile (CRACKQ_MAP_ENGINE)",
+                version,
+                MIN_DENSE_INPUT,
+                size,
+            )
+        elif dense_overlap is not None:
+            step = dense_step(size, dense_overlap)
+            served.dense = dense_engine(model, numerics, backend, size, step, threads)
+        return served
 
     if source.trained:
         payload = _load_verified(source)

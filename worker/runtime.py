@@ -227,6 +227,7 @@ def load_models(settings: Settings, sessions: sessionmaker[Session]) -> ModelHol
         threads=settings.torch_threads,
         max_batch=settings.batch_size,
         int8=settings.int8 == "auto",
+        dense_overlap=settings.map_overlap if settings.map_engine == "dense" else None,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"  # who could not load a version
     models = ModelHolder(load, pick, on_load_error=load_error_recorder(sessions, worker))
@@ -248,5 +249,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
             min_region_tiles=settings.map_min_region_tiles,
             time_budget_s=settings.map_time_budget_s,
             batch=settings.batch_size,
+            engine=settings.map_engine,
+            dense_block=settings.map_dense_block,
         ),
     )

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         description="Redis visibility timeout: an unacked message is redelivered after this "
         "long if its worker died. Must exceed the longest inference batch.",
     )
+    event_flush_ms: int = Field(
+        50,
+        ge=0,
+        le=5000,
+        description="Task events (Flower) are published at most this often, a batch's "
+        "events together (worker.eventflush); 0 = Celery's flush on every event-loop turn.",
+    )
 
     # --- model / inference --------------------------------------------------------------
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
@@ -134,6 +141,20 @@ class Settings(BaseSettings):
     )
     map_time_budget_s: float = Field(
         300.0, gt=0, description="A photo still being mapped after this long fails (map_timeout)."
+    )
+    map_engine: Literal["tiles", "dense"] = Field(
+        "tiles",
+        description="tiles: every tile through the model on its own. dense: the network run "
+        "fully convolutionally over blocks of the photo, every tile of a block at once (its "
+        "stride rounded to whole 32 px cells of the network; worth it with overlap; see the "
+        "README's parity figures before turning it on).",
+    )
+    map_dense_block: int = Field(
+        448,
+        ge=224,
+        le=4096,
+        description="Side in network pixels of one dense-map block (one forward pass): larger "
+        "shares more work between tiles, smaller keeps single photos' waits short.",
     )
 
     # --- image references ---------------------------------------------------------------

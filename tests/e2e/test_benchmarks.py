@@ -67,3 +67,23 @@ def test_inprocess_decode_and_bulk_write_benchmarks_print_json_lines() -> None:
     summary = lines["summary"]
     assert summary["inputs"]["inprocess_images_per_s"] == inproc["images_per_s"]
     assert summary["e2e_over_model_fastest"] is None  # not measured in this run
+
+
+def test_profiled_e2e_splits_the_workers_cpu_by_phase() -> None:
+    """`--profile`: py-spy samples the real worker; every photo's path shows up as phases."""
+    env = dict(os.environ, CRACKQ_BENCH_REDIS_DB=str(REDIS_DB), CRACKQ_BENCH_DATA=str(DATA_DIR))
+    argv = [sys.executable, "-m", "benchmarks.run", "--only", "e2e", "--n", "96", "--profile"]
+    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = {d["bench"]: d for d in map(json.loads, out.stdout.splitlines())}
+    assert lines["e2e"]["succeeded"] == 96
+    phases = lines["phases"]
+    assert phases["samples"] > 0
+    # the model, a photo's read/decode and the broker's bookkeeping are found in the stacks
+    found = set(phases["sampled_ms_per_image"])
+    assert "model" in found
+    assert found & {"read", "decode", "resize"} and found & {"unacked", "ack", "events"}
+    scaled = phases["cpu_ms_per_image"]
+    worker_cpu = lines["e2e"]["cpu_ms_per_image"]["worker"]
+    assert abs(sum(scaled.values()) - worker_cpu) < 0.05 * worker_cpu + 0.1
+    assert 0 < phases["cpu_outside_model_ms_per_image"] < worker_cpu

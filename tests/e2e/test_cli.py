@@ -183,3 +183,65 @@ def test_label_refuses_results_that_did_not_succeed(engine) -> None:
     with engine.connect() as conn:
         labels = conn.execute(text("SELECT request_id, label, labelled_by FROM labels")).all()
     assert labels == [("ok", "no_crack", "tester")]
+
+
+def test_finetune_recipe_card_stores_the_reference_card(
+    tmp_path: Path, redis_client, sessions
+) -> None:
+    """`--recipe card` queues a run whose stored recipe is the card's, flags still win."""
+    from db import runs
+    from models.recipe import CARD, Recipe
+
+    data = tmp_path / "site"
+    for cls in ("Positive", "Negative"):
+        (data / cls).mkdir(parents=True)
+        (data / cls / "a.jpg").write_bytes(images.jpeg(227, 227))
+    out = crackq("finetune", "--data", str(data), "--recipe", "card")
+    assert out.returncode == 0, out.stderr
+    card_run = out.stdout.strip().splitlines()[-1]
+    out = crackq("finetune", "--data", str(data), "--recipe", "card", "--epochs", "2")
+    assert out.returncode == 0, out.stderr
+    two_epochs = out.stdout.strip().splitlines()[-1]
+    with sessions() as s:
+        stored = runs.get_run(s, card_run).config["recipe"]
+        overridden = runs.get_run(s, two_epochs).config["recipe"]
+    limit = stored["time_limit_s"]  # start_run fills in CRACKQ_TRAINING_TIME_LIMIT_S
+    assert stored == {**CARD.to_dict(), "time_limit_s": limit}
+    assert (stored["batch_size"], stored["epochs"], stored["lr"], stored["weight_decay"]) == (
+        32, 5, 1e-3, 0.0,
+    )  # fmt: skip
+    assert (stored["augment"], stored["precise_bn_images"], stored["grad_clip"]) == (
+        "card",
+        0,
+        None,
+    )
+    expected = {**CARD.to_dict(), "epochs": 2, "time_limit_s": limit}
+    assert Recipe.from_dict(overridden) == Recipe.from_dict(expected)
+    assert redis_client.llen("training") == 2
+
+
+def test_models_show_prints_the_model_card(engine) -> None:
+    from sqlalchemy.orm import sessionmaker
+
+    from db import registry
+    from models.recipe import Recipe
+
+    check = {"photos": 2, "per_class": {"no_crack": 1, "crack": 1}, "threshold": 0.5,
+             "seconds": 1.0, "mean_accuracy": 0.5, "worst_shift": "blur", "worst_accuracy": 0.5,
+             "shifts": [{"shift": "clean", "simulates": "-", "accuracy": 1.0, "f1": 1.0},
+                        {"shift": "blur", "simulates": "-", "accuracy": 0.5, "f1": 0.0}]}  # fmt: skip
+    with sessionmaker(engine)() as s, s.begin():
+        registry.register(
+            s, version="card-v1", checkpoint_uri="/nowhere.pt", sha256="0" * 64,
+            architecture="resnet50", config=Recipe().to_dict(),
+            metrics={"accuracy": 0.99, "f1": 0.99, "auc": 0.999, "shift_check": check},
+            data_summary={"sources": "folder /site", "train": {"no_crack": 8, "crack": 8},
+                          "val": {"no_crack": 2, "crack": 2}, "split": "grouped"},
+        )  # fmt: skip
+    out = crackq("models", "show", "card-v1")
+    assert out.returncode == 0, out.stderr
+    assert "trained on: folder /site" in out.stdout and "training: 16 photos" in out.stdout
+    assert "worst blur 0.5000" in out.stdout
+    assert "Not checked on other datasets" in out.stdout
+    as_json = json.loads(crackq("models", "show", "card-v1", "--format", "json").stdout)
+    assert as_json["metrics"]["shift_check"]["worst_shift"] == "blur"

@@ -1,4 +1,4 @@
-"""Training augmentation presets: output contract, seeding, `card` unchanged, `robust` strengths."""
+"""Training augmentation presets: output contract, seeding, `card` unchanged, `robust` and `photometric`."""
 
 from __future__ import annotations
 
@@ -96,3 +96,21 @@ def test_robust_batches_repeat_through_seeded_dataloader_workers(
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     # workers 0 and 1 make batches 0 and 1: each draws its own augmentations, not copies
     assert not torch.equal(first[0], first[1])
+
+
+def test_photometric_keeps_the_cards_geometry_and_reaches_low_contrast() -> None:
+    img = Image.new("RGB", (96, 80), (40, 40, 40))
+    img.putpixel((7, 70), (250, 250, 250))  # one bright dot: where the flips and turns put it
+    geometry, photometric = TrainPreset(64, jitter=0.0), train_preset("photometric", 64)
+    for seed in range(8):
+        torch.manual_seed(seed)
+        plain = geometry(img).sum(axis=2)
+        torch.manual_seed(seed)  # the same geometry draws come first
+        coloured = photometric(img).sum(axis=2)
+        assert np.unravel_index(plain.argmax(), plain.shape) == np.unravel_index(
+            coloured.argmax(), coloured.shape
+        )
+    before = np.asarray(photo(), dtype=np.float32).std()
+    ratios = [out.astype(np.float32).std() / before for out in draws(photometric, 200)]
+    assert min(ratios) < 0.4  # past the suite's low_contrast (x0.4)
+    assert max(ratios) > 0.9  # and not every photo is flattened

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 
 import pytest
@@ -10,7 +12,12 @@ from db import registry
 from models.checkpoints import save_checkpoint
 from models.network import build_model
 from models.recipe import Recipe
-from tests.worker.finetuning import run
+from models.shifts import SHIFTS
+from tests.worker.finetuning import RECIPE, run
+from worker.cli.models import VERSION_FIELDS
+from worker.cli.output import row_fields
+from worker.modelcard import model_card
+from worker.settings import Settings
 from worker.trainingdata import DataSpec
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
@@ -98,3 +105,29 @@ def test_a_worse_model_is_registered_but_not_promoted(
     if not row.promoted:
         assert still_promoted(sessions, promoted)
         assert "did not beat" in row.message
+
+
+@pytest.mark.slow
+def test_a_run_reports_its_shift_check_and_zero_turns_it_off(
+    sessions, tmp_path, synthetic_root
+) -> None:
+    spec = DataSpec(folders=[str(synthetic_root)])
+    settings = Settings(data_dir=tmp_path / "state", int8="off")
+    recipe = dataclasses.replace(RECIPE, shift_check_photos=3)
+    _, row, reports = run(sessions, tmp_path, spec, recipe, settings=settings)
+    assert row.status == "succeeded", row.message
+    check = row.metrics["shift_check"]
+    assert [r["shift"] for r in check["shifts"]] == ["clean", *SHIFTS]
+    assert check["photos"] == 6 and check["per_class"] == {"no_crack": 3, "crack": 3}
+    assert "shift_check" in [r["event"] for r in reports]
+    report = json.loads((tmp_path / "state" / "runs" / row.run_id / "metrics.json").read_text())
+    assert report["metrics"]["shift_check"]["worst_shift"] == check["worst_shift"]
+    with sessions() as s:
+        card = model_card(row_fields(registry.get(s, row.model_version), VERSION_FIELDS))
+    assert "shift check: 6 of its validation photos (3 crack, 3 no_crack)" in card
+    assert f"training: {sum(row.data_summary['train'].values())} photos" in card
+
+    off = dataclasses.replace(RECIPE, shift_check_photos=0)
+    _, row, _ = run(sessions, tmp_path, spec, off, settings=settings)
+    assert row.status == "succeeded", row.message
+    assert "shift_check" not in row.metrics

@@ -129,3 +129,48 @@ def test_tiles_ride_only_in_the_padding_of_a_pass_with_photos() -> None:
     assert photos.shape == (3,) and tiles["value"].shape == (21,)
     # after the first photo: three photos padded to 4 carry one tile, then tile passes of 2
     assert module.sizes[:2] == [1, 4] and set(module.sizes[2:]) == {2}
+
+
+class Blocks:
+    """A dense map engine that answers each block with its first pixel, after a pause."""
+
+    name = "test"
+
+    def __init__(self, pause_s: float) -> None:
+        self.pause_s, self.calls = pause_s, 0
+
+    def predict(self, block: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        time.sleep(self.pause_s)
+        return np.full((2, 3), block[0, 0, 0, 0] / 255.0, dtype=np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def test_dense_blocks_are_passes_of_their_own_after_the_photos() -> None:
+    module = Recording(pause_s=0.05)
+    clf, forward = classifier(module), Forward(max_batch=16, busy_batch=2, busy_s=5.0)
+    engine = Blocks(pause_s=0.05)
+    clf.dense = engine  # type: ignore[assignment]
+    block = np.full((1, 64, 96, 3), 51, dtype=np.uint8)
+    threads = [in_thread(forward.predict_block, clf, block) for _ in range(4)]
+    time.sleep(0.02)  # a block is in the model now; the photo comes next, before the rest
+    photo_thread, photo = in_thread(forward.predict, clf, pixels(1, 255), PATCH)
+    photo_thread.join(5)
+    waited_for = engine.calls
+    for t, _ in threads:
+        t.join(5)
+    assert photo["value"].shape == (1,) and photo["value"][0] > 0.9  # a bright first pixel
+    assert waited_for <= 2, waited_for  # the block in flight, at most one more
+    assert engine.calls == 4 and module.sizes == [1]
+    assert all(np.allclose(out["value"], 0.2) for _, out in threads)
+    forward.close(5)
+
+
+def test_a_block_for_a_model_without_a_dense_engine_fails_its_caller_only() -> None:
+    clf, forward = classifier(Recording(pause_s=0.0)), Forward(max_batch=4, busy_batch=2)
+    with pytest.raises(RuntimeError, match="without a dense map engine"):
+        forward.predict_block(clf, np.zeros((1, 8, 8, 3), dtype=np.uint8))
+    assert forward.predict(clf, pixels(2, 9), PATCH).shape == (2,)
+    forward.close(5)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import runs
 from db.tables import TrainingRun
-from models.recipe import Recipe
+from models.recipe import RECIPES, Recipe
 from worker.cli.output import row_fields, sessions, to_json
 from worker.settings import get_settings
 from worker.waiting import wait_run
@@ -151,10 +151,11 @@ def _maybe_wait(args: argparse.Namespace, factory: sessionmaker[Session], run_id
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """The reference recipe with the --flags given on the command line."""
+    """The --recipe named (default: crackq's) with the --flags given on the command line."""
+    base = RECIPES[getattr(args, "recipe", None) or "default"]
     names = (f.name for f in dataclasses.fields(Recipe))
     overrides = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
-    return Recipe.from_dict(overrides)
+    return Recipe.from_dict({**base.to_dict(), **overrides})
 
 
 def describe(run: TrainingRun) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from models.recipe import AUGMENTS, Recipe
+from models.recipe import AUGMENTS, RECIPES, Recipe
 from worker.cli import deadletters, demo, finetune, inspect, labels, maps, models, service
 from worker.settings import get_settings
 
@@ -184,13 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-data", help="explicit validation folder (default: grouped split)")
     p.add_argument("--no-promote", action="store_true", help="never promote automatically")
     p.add_argument("--wait", action="store_true", help="show live progress until the run ends")
-    recipe = p.add_argument_group("recipe (defaults: the reference card)")
+    recipe = p.add_argument_group(
+        "recipe (defaults: crackq's; --recipe card: the reference card's)"
+    )
+    recipe.add_argument(
+        "--recipe", choices=RECIPES, default="default",
+        help="the starting recipe: default (crackq's, README 'Fine-tuning') or card (the "
+        "reference card's: batch 32, 5 epochs, AdamW, cosine, card augmentation, no precise "
+        "BatchNorm); the flags below override its fields",
+    )  # fmt: skip
     kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "bool": _bool}
     for f in dataclasses.fields(Recipe):
         default = f.default if f.default is not dataclasses.MISSING else None
+        card = getattr(RECIPES["card"], f.name)
         kind = kinds.get(str(f.type).split(" ")[0], str)
+        told = f"default {default}" + (f" (card: {card})" if card != default else "")
         recipe.add_argument(
-            f"--{f.name.replace('_', '-')}", type=kind, default=None, help=f"default {default}",
+            f"--{f.name.replace('_', '-')}", type=kind, default=None, help=told,
             choices=AUGMENTS if f.name == "augment" else None,  # README "Augmentation"
         )  # fmt: skip
 
@@ -206,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("version", nargs="?")
     p.add_argument("--reason", help="promote/rollback: why, kept in the history")
     p.add_argument("--by", help="promote/rollback: who (default: your user name)")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="history")
+    p.add_argument(
+        "--format", choices=("table", "json"), default="table",
+        help="history; show: table = the model card, json = the registry row",
+    )  # fmt: skip
     p.add_argument("--limit", type=int, default=50, help="history: newest N events")
 
     p = add(

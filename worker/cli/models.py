@@ -11,6 +11,7 @@ from typing import Any
 from db import registry
 from db.tables import ModelEvent
 from worker.cli.output import row_fields, sessions, to_json
+from worker.modelcard import model_card
 from worker.settings import get_settings
 
 VERSION_FIELDS = (
@@ -54,7 +55,9 @@ def run_models(args: argparse.Namespace) -> int:
                 if args.verb == "promote"
                 else registry.get(session, args.version)
             )
-        print(to_json(row_fields(row, VERSION_FIELDS), indent=2))
+        fields = row_fields(row, VERSION_FIELDS)
+        shown = args.verb == "show" and args.format != "json"
+        print(model_card(fields) if shown else to_json(fields, indent=2))
     if args.verb in ("promote", "rollback"):
         print(
             f"promoted {row.version}; inference workers switch within "

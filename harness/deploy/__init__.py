@@ -1,0 +1,1 @@
+"""Deployment files (docker-compose.yml, ops/k8s/) checked against crackq's CLI and settings."""
