@@ -1,4 +1,4 @@
-"""A training run's progress to its row and Flower, and its cancel flag, at most once a second."""
+"""A training run's progress to its row and Flower, and its cancel flag."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ Report = Callable[[dict[str, Any]], None]
 
 
 class RunTracker:
-    """fine_tune's progress and should_stop callbacks for one run, throttled to a second."""
+    """fine_tune's progress and should_stop callbacks for one run; batch steps and cancel
+    checks throttled to a second, every other event written."""
 
     def __init__(self, run_id: str, sessions: sessionmaker[Session], report: Report) -> None:
         self.run_id, self.sessions, self.report = run_id, sessions, report
@@ -26,8 +27,9 @@ class RunTracker:
     def progress(self, info: dict[str, Any]) -> None:
         self.last = {k: v for k, v in info.items() if k != "bad"}
         now = time.monotonic()
-        # every epoch end is written: it carries the validation metrics
-        if info.get("event") == "epoch" or now - self._saved >= 1.0:
+        # only per-batch steps are throttled: an epoch end carries the validation metrics,
+        # and a step of the run (shift_check, int8) may start within a second of it
+        if info.get("event") != "step" or now - self._saved >= 1.0:
             self._saved = now
             with self.sessions() as session, session.begin():
                 runs.update_run(
