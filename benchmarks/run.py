@@ -38,6 +38,8 @@ SUITES = {
                 "the model, single-photo latency while mapping, 50 MP peak RSS"),
     "scaleout": ("benchmarks.scaleout", "two inference workers and a trainer sharing only "
                  "Redis, PostgreSQL and S3: 1 vs 2 workers, a hot switch under load, store speed"),
+    "shadow": ("benchmarks.shadow", "what shadow scoring costs: e2e img/s of one worker "
+               "without, with (every photo) and again without a shadow version; the ratio"),
     "dashboard": ("benchmarks.dashboard", "the Grafana dashboard's queries on a real Prometheus "
                   "over a load run, drawn to docs/dashboard.png"),
     "model": ("benchmarks.model_speed", "one backend's raw forward speed (the speed suite "

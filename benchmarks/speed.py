@@ -41,8 +41,13 @@ def parse_args(argv: list[str], prog: str, epilog: str | None) -> argparse.Names
     )
     parser.add_argument(
         "--profile",
-        action="store_true",
-        help="py-spy samples the e2e worker: a `phases` line of CPU ms per photo by phase",
+        nargs="?",
+        type=int,
+        const=100,
+        default=0,
+        metavar="HZ",
+        help="py-spy samples the e2e worker at HZ per second (default 100): a `phases` line "
+        "of CPU ms per photo by phase; a phase of 0.1 ms per photo needs n*HZ/10000 >> 1 samples",
     )
     args = parser.parse_args(argv)
     args.want = set(filter(None, args.only.split(","))) or set(NAMES)
@@ -51,6 +56,8 @@ def parse_args(argv: list[str], prog: str, epilog: str | None) -> argparse.Names
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(NAMES)}")
     if args.n < 1 or args.naive_n < 1:
         parser.error("--n and --naive-n must be >= 1")
+    if args.profile < 0 or args.profile > 1000:
+        parser.error("--profile HZ must be between 1 and 1000")
     full = args.with_rss or "rss" in set(filter(None, args.only.split(",")))
     args.rss_target = FULL_RSS_IMAGES if full else DEFAULT_RSS_IMAGES
     return args

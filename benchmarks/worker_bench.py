@@ -40,12 +40,12 @@ def run(
     rss_target: int,
     trickle_s: float = 40.0,
     checkpoint: Path | None = None,
-    profile: bool = False,
+    profile: int = 0,
 ) -> list[dict[str, Any]]:
     """The selected worker benchmarks in order e2e -> trickle -> rss, all on one worker.
 
     The worker serves `checkpoint` when given (the INT8 benchmark model), else untrained.
-    With `profile`, py-spy samples the worker during e2e: a `phases` line follows it.
+    With `profile` (samples per second), py-spy samples the worker during e2e: a `phases` line follows it.
     """
     from worker.app import app
     from worker.enqueue import send
@@ -60,7 +60,7 @@ def run(
         assert w.proc is not None
         w.wait_for_log(READY, 300)
         t_ready = time.monotonic()
-        sampler = Sampler(w.proc.pid, profile_path()) if profile else None
+        sampler = Sampler(w.proc.pid, profile_path(), rate=profile) if profile else None
         if sampler is not None:
             sampler.start()
         meter = CpuMeter(w.proc.pid)
@@ -83,7 +83,7 @@ def run(
         }
         out.append(e2e)
         if sampler is not None:
-            phases = split(sampler.out, waited.done, cpu_ms=cpu["worker"])
+            phases = split(sampler.out, waited.done, rate=profile, cpu_ms=cpu["worker"])
             out.append({"bench": "phases", **phases, "raw": str(sampler.out)})
         readings = [{"images": seen, **rss_mb(w.proc.pid)}]
         if "trickle" in want and not waited.timed_out:

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from db.staging import copy_into_stage
 from db.tables import Result
 
+# What a photo shows, from its message: set when queued, kept by the final outcome.
+ASSET_COLUMNS = ("asset_id", "inspection_id", "captured_at", "metadata")
 # Columns a final outcome may set; anything else in a row dict is ignored.
 OUTCOME_COLUMNS = (
     "image_ref",
@@ -36,10 +38,11 @@ OUTCOME_COLUMNS = (
     "submitted_at",
     "started_at",
     "finished_at",
+    *ASSET_COLUMNS,
 )
 
 
-QUEUED_COLUMNS = ("request_id", "image_ref", "batch_id", "submitted_at")
+QUEUED_COLUMNS = ("request_id", "image_ref", "batch_id", "submitted_at", *ASSET_COLUMNS)
 WRITE_COLUMNS = ("request_id", *OUTCOME_COLUMNS)
 # Rows per COPY and ids per IN list: one statement's memory stays bounded however many
 # references a caller hands over (a folder of photos, a bulk message).
@@ -87,11 +90,10 @@ def _insert_queued_sql(stage: str) -> str:
 @functools.cache
 def _upsert_sql(stage: str) -> str:
     cols = ", ".join(WRITE_COLUMNS)
-    updates = [f"{c} = EXCLUDED.{c}" for c in OUTCOME_COLUMNS if c != "submitted_at"]
-    updates += [
-        "submitted_at = coalesce(results.submitted_at, EXCLUDED.submitted_at)",
-        "updated_at = now()",
-    ]
+    kept = ("submitted_at", *ASSET_COLUMNS)  # the queued row's values win, when it has them
+    updates = [f"{c} = EXCLUDED.{c}" for c in OUTCOME_COLUMNS if c not in kept]
+    updates += [f"{c} = coalesce(results.{c}, EXCLUDED.{c})" for c in kept]
+    updates += ["updated_at = now()"]
     return (
         f"INSERT INTO results ({cols}) SELECT DISTINCT ON (request_id) {cols} FROM {stage} "
         f"ON CONFLICT (request_id) DO UPDATE SET {', '.join(updates)} "
@@ -137,7 +139,16 @@ def stale_queued(session: Session, older_than_s: float, limit: int) -> list[dict
     recording it as unacked loses it (kombu's Redis transport), and the row stays queued.
     """
     stmt = (
-        select(Result.request_id, Result.image_ref, Result.batch_id, Result.submitted_at)
+        select(
+            Result.request_id,
+            Result.image_ref,
+            Result.batch_id,
+            Result.submitted_at,
+            Result.asset_id,
+            Result.inspection_id,
+            Result.captured_at,
+            Result.asset_metadata.label("metadata"),
+        )
         .where(*_stale(older_than_s))
         .order_by(Result.created_at)
         .limit(limit)

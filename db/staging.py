@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import hashlib
 import io
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,5 +72,6 @@ def _csv_field(value: Any) -> str:
         return repr(value)
     if isinstance(value, dt.datetime):
         return value.isoformat()
-    text = str(value).replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+    text = json.dumps(value) if isinstance(value, dict | list) else str(value)  # dict: jsonb
+    text = text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
     return '"' + text.replace('"', '""') + '"'

@@ -52,6 +52,8 @@ class Result(Base):
         Index("ix_results_label_created_at", "label", "created_at"),
         Index("ix_results_model_version", "model_version"),
         Index("ix_results_batch_id", "batch_id"),
+        Index("ix_results_asset_id_captured_at", "asset_id", "captured_at"),
+        Index("ix_results_inspection_id", "inspection_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -76,6 +78,13 @@ class Result(Base):
     crack_tiles: Mapped[int | None] = mapped_column(Integer)
     crack_area_fraction: Mapped[float | None] = mapped_column(Float)
     crack_regions: Mapped[int | None] = mapped_column(Integer)
+    # What the photo shows, from the producer (all optional): the asset, the inspection it
+    # belongs to, when it was taken and a small free-form object (bounded by the message
+    # schema). `metadata` is taken on declarative classes, hence the attribute's name.
+    asset_id: Mapped[str | None] = mapped_column(String(200))
+    inspection_id: Mapped[str | None] = mapped_column(String(200))
+    captured_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    asset_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     submitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -221,7 +230,8 @@ class DeadLetter(Base):
     replayed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-MODEL_EVENT_ACTIONS = ("promote", "rollback", "load_failed")
+# shadow_on / shadow_off: a version started or stopped scoring live photos in shadow
+MODEL_EVENT_ACTIONS = ("promote", "rollback", "load_failed", "shadow_on", "shadow_off")
 
 
 class ModelEvent(Base):
@@ -270,3 +280,54 @@ class ArtifactChunk(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, nullable=False)
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class ShadowSetting(Base):
+    """The version inference workers also score live photos with, and the share they score.
+
+    At most one row (id 1): one shadow version at a time. Workers poll it with the
+    registry, so a restarted worker shadows again (worker.shadow).
+    """
+
+    __tablename__ = "model_shadow"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="one_row"),
+        CheckConstraint("fraction > 0 AND fraction <= 1", name="fraction"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[str] = mapped_column(
+        String(100), ForeignKey("model_versions.version", ondelete="CASCADE"), nullable=False
+    )
+    fraction: Mapped[float] = mapped_column(Float, nullable=False)
+    started_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    started_at: Mapped[dt.datetime] = _now()
+
+
+class ShadowScore(Base):
+    """A shadow version's answer for one live photo; the photo's `results` row is untouched.
+
+    label and crack_probability read as on results (crack exactly when >= 0.5). A mapped
+    photo also keeps how many tiles the shadow mapped and called crack.
+    """
+
+    __tablename__ = "shadow_scores"
+    __table_args__ = (
+        PrimaryKeyConstraint("request_id", "version"),
+        CheckConstraint(f"label IN {LABELS!r}", name="label"),
+        CheckConstraint(f"mode IN {RESULT_MODES!r}", name="mode"),
+        Index("ix_shadow_scores_version", "version"),
+    )
+
+    request_id: Mapped[str] = mapped_column(
+        String(200), ForeignKey("results.request_id", ondelete="CASCADE"), nullable=False
+    )
+    version: Mapped[str] = mapped_column(
+        String(100), ForeignKey("model_versions.version", ondelete="CASCADE"), nullable=False
+    )
+    label: Mapped[str] = mapped_column(String(16), nullable=False)
+    crack_probability: Mapped[float] = mapped_column(Float, nullable=False)
+    mode: Mapped[str] = mapped_column(String(8), nullable=False)
+    tiles: Mapped[int | None] = mapped_column(Integer)
+    crack_tiles: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = _now()

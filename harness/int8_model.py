@@ -15,8 +15,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def checkpoint(dest_dir: Path) -> Path | None:
-    """A checkpoint with an INT8 graph when a CPU worker here would serve one, else None."""
+def checkpoint(dest_dir: Path, version: str = "bench-int8", seed: int = 0) -> Path | None:
+    """A checkpoint with an INT8 graph when a CPU worker here would serve one, else None.
+
+    `seed` picks the random weights (0: those benchmarks.model_speed measures).
+    """
     import numpy as np
     import torch
 
@@ -35,13 +38,13 @@ def checkpoint(dest_dir: Path) -> Path | None:
         log.warning("nncf is not installed: no INT8 figures (pip install 'crackq[openvino]')")
         return None
     started = time.perf_counter()
-    torch.manual_seed(0)  # the weights benchmarks.model_speed measures
+    torch.manual_seed(seed)
     model = build_model()
     rng = np.random.default_rng(0)
     calibration = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(32)]
     entry = quantize(model, calibration, 224)
     entry["parity"] = {"skipped": "benchmark model: random weights, measured for speed only"}
-    path = dest_dir / "bench-int8.pt"
-    save_checkpoint(path, model, version="bench-int8", **{INT8_KEY: entry})
+    path = dest_dir / f"{version}.pt"
+    save_checkpoint(path, model, version=version, **{INT8_KEY: entry})
     log.info("INT8 benchmark checkpoint %s made in %.0f s", path, time.perf_counter() - started)
     return path

@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from harness.procs import free_port, terminate, wait_until
+
+
+def leased_db(first: int = 11, last: int = 15) -> int:
+    """The first Redis db number in first..last no other test session on this host holds.
+
+    Two pytest sessions at once (two developers, or a helper beside CI) would otherwise
+    flush and consume each other's queues on the same db. The lease is an exclusive lock
+    on a file in the temp folder, held until this process exits.
+    """
+    for db in range(first, last + 1):
+        path = os.path.join(tempfile.gettempdir(), f"crackq-test-redis-db-{db}.lock")
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _LEASES.append(fd)  # kept open: closing it would release the lock
+        return db
+    raise RuntimeError(f"Redis dbs {first}..{last} are all held by other test sessions")
+
+
+_LEASES: list[int] = []
 
 
 @contextlib.contextmanager

@@ -11,14 +11,17 @@ import pytest
 
 from harness.database import throwaway_database, url_of
 from harness.procs import ROOT
-from harness.redis_server import emptied_db
+from harness.redis_server import emptied_db, leased_db
 
 PG_ADMIN_URL = os.environ.get(
     "CRACKQ_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
 TEST_DB = f"crackq_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 TEST_DB_URL = url_of(PG_ADMIN_URL, TEST_DB)
-REDIS_DB = int(os.environ.get("CRACKQ_TEST_REDIS_DB", "11"))
+# A db of its own per test session on this host (11, or the next free one up to 15).
+# Subprocesses that import this module inherit the choice through the environment.
+REDIS_DB = int(os.environ.get("CRACKQ_TEST_REDIS_DB") or leased_db(11, 15))
+os.environ["CRACKQ_TEST_REDIS_DB"] = str(REDIS_DB)
 TEST_BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 DATA_DIR = Path(
     os.environ.get("CRACKQ_TEST_DATA", ROOT.parent / "shared" / "data" / "ozgenel")

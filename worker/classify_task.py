@@ -10,7 +10,7 @@ from typing import Any
 
 from celery.worker.request import Request
 
-from worker import deadletter, metrics, outage
+from worker import acks, deadletter, metrics, outage
 from worker.app import INFERENCE_QUEUE
 from worker.batcher import BatchTask
 from worker.forward import ForwardClosed
@@ -31,6 +31,10 @@ def to_item(args: ClassifyArgs, default_id: str, batch_id: str | None = None) ->
         batch_id=args.batch_id or batch_id,
         submitted_at=args.submitted_at,
         mode=args.mode,
+        asset_id=args.asset_id,
+        inspection_id=args.inspection_id,
+        captured_at=args.captured_at,
+        metadata=args.metadata,
     )
 
 
@@ -145,8 +149,8 @@ def report(
     """Ack every message after its row is committed and tell Flower how it ended."""
     by_id = {r["request_id"]: r for r in rows}
     metrics.stored(rows)
+    acks.acknowledge([req for req, _ in accepted])
     for req, item in accepted:
-        req.acknowledge()
         row = by_id.get(item.request_id)
         if row is not None and row["status"] == "failed":
             req.send_event(

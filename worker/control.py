@@ -12,9 +12,12 @@ from worker import opsserver, runtime
 @inspect_command(name="crackq_model")
 def crackq_model(state: Any) -> dict[str, Any]:
     """{"version": served model version, or None before this worker loaded one;
+    "shadow": the shadow version it also scores with, or None;
     "metrics": the URL of its /metrics, or None without an endpoint}."""
     rt = runtime.current_runtime()
+    shadow = rt.shadow.current() if rt is not None and rt.shadow is not None else None
     return {
         "version": rt.classifier().version if rt is not None else None,
+        "shadow": shadow.version if shadow is not None else None,
         "metrics": opsserver.url(),
     }

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import results
 from models.formats import IMAGE_SUFFIXES
 from worker.app import CLASSIFY_TASK, INFERENCE_QUEUE
+from worker.messages import AssetFields
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,13 @@ def submit(
     request_ids: Sequence[str] | None = None,
     batch_id: str | None = None,
     mode: str = "auto",
+    asset: AssetFields | None = None,
 ) -> Submission:
     """Record each reference as `queued` (committed first), then enqueue it.
 
     `mode` (auto, patch or map) says whether photos are classified whole or mapped tile
-    by tile; auto maps photos much larger than the model's training patch.
+    by tile; auto maps photos much larger than the model's training patch. `asset` (asset
+    and inspection ids, capture time, metadata) is stored with every reference's row.
 
     Resubmitting a request id never creates a second row: ids that already have a final
     result are not sent again; ids still queued are re-sent (the worker deduplicates).
@@ -71,6 +75,7 @@ def submit(
             "batch_id": batch_id,
             "submitted_at": submitted_at,
             "mode": mode,
+            **(asset or AssetFields()).model_dump(),
         }
         for i, r in zip(ids, refs, strict=True)
     ]
@@ -96,8 +101,8 @@ def enqueue_rows(
 def send(app: Celery, rows: Iterable[dict]) -> None:
     """Publish one `crackq.classify` message per row over one pooled connection.
 
-    A row's `mode` travels only when it is not the default (auto), so messages of
-    producers that never map stay as they were.
+    A row's `mode` travels only when it is not the default (auto), and its asset fields
+    only when set, so messages of producers that use neither stay as they were.
     """
     with app.producer_or_acquire() as producer:
         for row in rows:
@@ -109,6 +114,7 @@ def send(app: Celery, rows: Iterable[dict]) -> None:
             }
             if row.get("mode", "auto") != "auto":
                 kwargs["mode"] = row["mode"]
+            kwargs.update(asset_kwargs(row))
             app.send_task(
                 CLASSIFY_TASK,
                 kwargs=kwargs,
@@ -117,3 +123,11 @@ def send(app: Celery, rows: Iterable[dict]) -> None:
                 task_id=row["request_id"],  # Flower shows tasks under the request id
                 ignore_result=True,
             )
+
+
+def asset_kwargs(row: dict) -> dict[str, Any]:
+    """A row's asset fields that are set, as a message carries them (messages.AssetFields)."""
+    kwargs = {name: row.get(name) for name in AssetFields.model_fields}
+    if kwargs["captured_at"] is not None:
+        kwargs["captured_at"] = kwargs["captured_at"].isoformat()
+    return {name: value for name, value in kwargs.items() if value is not None}

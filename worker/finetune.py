@@ -18,6 +18,7 @@ from models.network import ARCHITECTURE
 from models.quantize import INT8_KEY
 from models.recipe import Recipe
 from models.training import TrainResult, fine_tune, save_trained
+from worker import gates
 from worker.artifacts import Stores
 from worker.int8_job import int8_in_child
 from worker.modelcache import cache_from_settings
@@ -257,6 +258,10 @@ def _register(
             metrics=result.metrics,
             data_summary=data_summary,
         )
+        rules = gates.Gates.from_settings(run.settings)
+        held = gates.check(session, saved.version, rules) if promote else []
+        if held:  # a new version has no shadowed photos yet: shadow it, then promote by hand
+            promote, note = False, f"{note}; held back by promotion gates: {'; '.join(held)}"
         if promote:
             reason = "beat the promoted model" if parent else "the first trained model"
             registry.promote(session, saved.version, by=f"run {run.run_id}", reason=reason)

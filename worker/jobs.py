@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,11 @@ class Item:
     batch_id: str | None = None
     submitted_at: dt.datetime | None = None
     mode: str = "auto"  # patch (classify whole), map (tile by tile) or auto (by size)
+    # what the photo shows (messages.AssetFields), stored on its row as given
+    asset_id: str | None = None
+    inspection_id: str | None = None
+    captured_at: dt.datetime | None = None
+    metadata: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from worker.errors import ErrorCode, ImageError
 from worker.forward import TILES, Forward, ForwardClosed, run, run_block
 from worker.jobs import Loaded, MapPolicy, PipelineConfig
 from worker.rows import base_row, failed_row, ms_since, now, verdict
+from worker.shadow import Shadow
+from worker.shadowscore import score_map
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +40,18 @@ def map_photo(
     sessions: sessionmaker[Session],
     config: PipelineConfig,
     forward: Forward | None = None,
+    shadow: Shadow | None = None,
 ) -> dict[str, Any]:
     """Map one photo `pipeline.classify` left to map, store its row and map; returns the row.
 
     Bad input and a photo over its time budget become a failed row with a code; database
-    errors propagate, as in `pipeline.classify`.
+    errors propagate, as in `pipeline.classify`. Once stored, `shadow` maps a sampled
+    photo again from the same decoded image (worker.shadowscore, which never raises).
     """
     assert loaded.data is not None
     started, t0 = now(), time.perf_counter()
     stored: dict[str, Any] | None = None
+    image: Any = None
     minimum = config.maps.min_region_tiles
     try:
         image = decode_image(loaded.data, config.max_pixels, target=None, formats=config.formats)
@@ -83,6 +88,12 @@ def map_photo(
         row.get("label") or row.get("error_code"),
         ms_since(t0),
     )
+    if stored is not None and shadow is not None:
+
+        def again(c: Classifier) -> CrackMap:
+            return _map(image, c, config.maps, forward, time.perf_counter())[0]
+
+        score_map(shadow, loaded.item.request_id, again, minimum, sessions)
     return row
 
 

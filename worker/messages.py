@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 MAX_REF_CHARS = 4096
-MAX_ID_CHARS = 200  # results.request_id / batch_id columns
+MAX_ID_CHARS = 200  # results.request_id / batch_id / asset_id / inspection_id columns
+MAX_METADATA_BYTES = 4096  # a message's `metadata` object, as compact UTF-8 JSON
+MAX_METADATA_DEPTH = 4  # the object itself is level 1
 # Timestamps outside these years are refused: PostgreSQL stores year 1 or 9999, but every
 # later read that shifts it by a time zone overflows Python's datetime.
 EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -50,11 +53,76 @@ def _in_range(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
+def _metadata(value: Any) -> dict[str, Any] | None:
+    """A small JSON object PostgreSQL's jsonb can store: bounded size and depth."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a JSON object, got {_json_type(value)}")
+    _check_json(value, 1)
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"is {size} bytes as JSON, over the limit of {MAX_METADATA_BYTES}")
+    return value
+
+
+def _check_json(value: Any, depth: int) -> None:
+    """Objects and arrays count as levels (the metadata object is level 1), scalars do not."""
+    if isinstance(value, dict | list) and depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"nests objects or arrays deeper than {MAX_METADATA_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            storable_text(key)  # jsonb cannot hold NUL (\u0000) either
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, str):
+        storable_text(value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("holds a number JSON cannot carry (NaN or infinity)")
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), type(value).__name__)
+
+
 Text = Annotated[str, AfterValidator(storable_text)]
 Timestamp = Annotated[dt.datetime | None, AfterValidator(_in_range)]
+Metadata = Annotated[dict[str, Any] | None, BeforeValidator(_metadata)]
 
 
-class ClassifyArgs(BaseModel):
+class AssetFields(BaseModel):
+    """What a photo shows, all optional: stored on its row, read by crackq_assets_v1."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    asset_id: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="the inspected thing (a bridge pier, a pipe segment): rows with the same "
+        "asset_id make one asset in crackq_assets_v1",
+    )
+    inspection_id: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="photos of one asset sharing an inspection_id are one inspection (crack "
+        "when any of them is); without one, each photo is an inspection of its own",
+    )
+    captured_at: Timestamp = Field(
+        None, description="when the photo was taken; orders an asset's inspections"
+    )
+    metadata: Metadata = Field(
+        None,
+        description=f"a free-form JSON object stored with the row: at most "
+        f"{MAX_METADATA_BYTES} bytes as compact JSON, {MAX_METADATA_DEPTH} levels deep",
+    )
+
+
+class ClassifyArgs(AssetFields):
     """kwargs of `crackq.classify`: one image reference per message."""
 
     model_config = ConfigDict(extra="forbid", strict=True)

@@ -83,6 +83,17 @@ MAP_TILES = Counter("crackq_map_tiles", "Tiles this worker classified in crack m
 DEAD_LETTERS = Counter(
     "crackq_dead_letters_stored", "Messages this worker refused and stored as dead letters."
 )
+SHADOW_SCORED = Counter(
+    "crackq_shadow_scored",
+    "Live photos this worker also scored with the shadow version (crackq models shadow).",
+    ["version"],
+)
+SHADOW_FAILURES = Counter(
+    "crackq_shadow_failures",
+    "Shadow scoring that failed (load, forward, write) or was skipped (input_size: the "
+    "shadow model takes another input size); live rows never wait for or fail with it.",
+    ["stage"],
+)
 
 
 def observe_batch(

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import registry
+from db.tables import ModelVersion
 from models.checkpoints import (
     CheckpointError,
     expected_sha256,
@@ -88,12 +89,19 @@ def choose_source(
         with sessions() as session:
             row = registry.promoted(session)
         if row is not None:
-            local = local_path_of(row.checkpoint_uri)
-            if local is not None:
-                return ModelSource(row.version, local, row.sha256)
-            cache = cache or default_cache(sessions)
-            return ModelSource(row.version, None, row.sha256, row.checkpoint_uri, cache)
+            return source_of(row, sessions, cache)
     return ModelSource(RANDOM_INIT_VERSION)
+
+
+def source_of(
+    row: ModelVersion, sessions: sessionmaker[Session], cache: ModelCache | None = None
+) -> ModelSource:
+    """A registry row's weights: a local path where it lies, any other URL through `cache`."""
+    local = local_path_of(row.checkpoint_uri)
+    if local is not None:
+        return ModelSource(row.version, local, row.sha256)
+    cache = cache or default_cache(sessions)
+    return ModelSource(row.version, None, row.sha256, row.checkpoint_uri, cache)
 
 
 _caches: dict[tuple[int, int], ModelCache] = {}

@@ -29,6 +29,8 @@ from worker.errors import ErrorCode, ImageError
 from worker.forward import PATCH, Forward, run
 from worker.jobs import Classified, Item, Loaded, MapPolicy, PipelineConfig
 from worker.rows import base_row, failed_row, ms_since, now, verdict
+from worker.shadow import Shadow
+from worker.shadowscore import score_patches
 from worker.sources import SourceLimits, read_bytes
 
 # the job's types, for callers that import them from here
@@ -76,15 +78,17 @@ def classify(
     *,
     pool: Executor | None = None,
     forward: Forward | None = None,
+    shadow: Shadow | None = None,
 ) -> Classified:
     """Classify one batch of `items` and store a row each, except photos to be mapped.
 
     Items whose request id already has a final row are skipped. Reads and decodes run in
     `pool` (in this thread without one); `forward` runs the forward pass (worker.forward:
     one thread for every batch and map of the process; in this thread without one).
-    Photos that are to be mapped come back in `to_map`, read but not decoded. Database
-    errors propagate: the task that called this decides whether they are worth a retry
-    (worker.outage).
+    Photos that are to be mapped come back in `to_map`, read but not decoded. Once the
+    rows are stored, `shadow` (worker.shadow) scores its sample of them
+    (worker.shadowscore, which never raises). Database errors propagate: the task that
+    called this decides whether they are worth a retry (worker.outage).
     """
     started, timings = now(), Timings()
     with timings.phase("lookup"):
@@ -98,6 +102,9 @@ def classify(
     rows = predict_rows(whole, classifier, config.hostname, started, forward, timings)
     with timings.phase("write"):
         write_rows(rows, sessions)
+    if shadow is not None:
+        with timings.phase("shadow"):
+            score_patches(shadow, whole, classifier, sessions, forward)
     log_job(rows, classifier, timings, len(to_map))
     metrics.observe_batch(rows, timings.ms, timings.predicted)
     return Classified(rows, to_map, classifier)

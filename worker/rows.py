@@ -37,6 +37,17 @@ def base_row(item: Item) -> dict[str, Any]:
         "image_ref": item.image_ref,
         "batch_id": item.batch_id,
         "submitted_at": item.submitted_at,
+        **asset_fields(item),
+    }
+
+
+def asset_fields(item: Item) -> dict[str, Any]:
+    """The row columns of what a photo shows (NULL when the message did not say)."""
+    return {
+        "asset_id": item.asset_id,
+        "inspection_id": item.inspection_id,
+        "captured_at": item.captured_at,
+        "metadata": item.metadata,
     }
 
 

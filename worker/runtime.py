@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,24 +34,36 @@ from worker.modelstore import (
 )
 from worker.pipeline import classify
 from worker.settings import Settings, get_settings
+from worker.shadow import ShadowHolder, shadow_choice
 from worker.sources import SourceLimits
 
 log = logging.getLogger(__name__)
 
 
 class ModelPoller:
-    """The thread that switches to a newly promoted model; stopped and joined on close."""
+    """The thread that switches to a newly promoted model and follows the shadow setting
+    (worker.shadow, first at once: a restarted worker shadows again); stopped and joined
+    on close."""
 
-    def __init__(self, models: ModelHolder, every_s: float) -> None:
+    def __init__(
+        self, models: ModelHolder, every_s: float, shadow: ShadowHolder | None = None
+    ) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._loop, args=(models, every_s), name="crackq-model-poll", daemon=True
+            target=self._loop,
+            args=(models, every_s, shadow),
+            name="crackq-model-poll",
+            daemon=True,
         )
         self._thread.start()
 
-    def _loop(self, models: ModelHolder, every_s: float) -> None:
+    def _loop(self, models: ModelHolder, every_s: float, shadow: ShadowHolder | None) -> None:
+        if shadow is not None:
+            shadow.check_once()
         while not self._stop.wait(every_s):
             models.check_once()
+            if shadow is not None:
+                shadow.check_once()
 
     def stop(self, timeout_s: float) -> bool:
         """Stop polling and wait for a model load in progress; False if it outlasted timeout_s."""
@@ -70,6 +82,7 @@ class Runtime:
     config: PipelineConfig
     decode_pool: ThreadPoolExecutor
     forward: Forward
+    shadow: ShadowHolder | None = None
     lane: MapLane = field(init=False)
     pid: int = field(default_factory=os.getpid)
     closed: bool = False
@@ -93,6 +106,7 @@ class Runtime:
             self.config,
             pool=self.decode_pool,
             forward=self.forward,
+            shadow=self.shadow.current() if self.shadow is not None else None,
         )
 
     def classify_all(self, items: Sequence[Item]) -> list[dict[str, Any]]:
@@ -102,7 +116,8 @@ class Runtime:
 
     def map_one(self, loaded: Loaded, classifier: Classifier) -> dict[str, Any]:
         """Map one photo with `classifier` (the model its batch was answered by)."""
-        return map_photo(loaded, classifier, self.sessions, self.config, self.forward)
+        shadow = self.shadow.current() if self.shadow is not None else None
+        return map_photo(loaded, classifier, self.sessions, self.config, self.forward, shadow)
 
     def map_later(self, loaded: Loaded, classifier: Classifier, done: Done) -> None:
         """Queue a photo for the map lane; `done(row, error)` is called once it is stored."""
@@ -132,6 +147,8 @@ class Runtime:
         if not self.forward.close(timeout_s):
             log.error("a forward pass outlasted %.0f s: leaving the model to the exit", timeout_s)
             return
+        if self.shadow is not None:
+            self.shadow.close()
         served = self.models.current()
         served.close()
         release_core()
@@ -188,7 +205,9 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     sessions = get_sessions()
-    models = load_models(settings, sessions)
+    load = model_loader(settings)
+    models = load_models(settings, sessions, load)
+    shadow = ShadowHolder(load, partial(shadow_choice, sessions))
     log.info(
         "runtime ready: model %s, %s, batch %d, %d torch threads",
         models.current().version,
@@ -199,15 +218,16 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         sessions=sessions,
         models=models,
-        poller=ModelPoller(models, settings.model_poll_s),
+        poller=ModelPoller(models, settings.model_poll_s, shadow),
         config=pipeline_config(settings),
         decode_pool=ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="crackq-decode"),
         forward=Forward(settings.batch_size, settings.map_busy_batch),
+        shadow=shadow,
     )
 
 
-def load_models(settings: Settings, sessions: sessionmaker[Session]) -> ModelHolder:
-    """The served model (explicit checkpoint, else the registry's), loaded and warmed up."""
+def model_loader(settings: Settings) -> Callable[[ModelSource], Classifier]:
+    """How this process loads a version to serve (the promoted one, or the shadow)."""
     numerics = resolve_numerics(
         settings.device,
         settings.precision,
@@ -215,11 +235,7 @@ def load_models(settings: Settings, sessions: sessionmaker[Session]) -> ModelHol
         settings.compile,
         settings.cuda_graphs,
     )
-
-    def pick() -> ModelSource:
-        return choose_source(settings.model_checkpoint, sessions)
-
-    load = partial(
+    return partial(
         build_classifier,
         numerics=numerics,
         pretrained=settings.pretrained,
@@ -229,6 +245,18 @@ def load_models(settings: Settings, sessions: sessionmaker[Session]) -> ModelHol
         int8=settings.int8 == "auto",
         dense_overlap=settings.map_overlap if settings.map_engine == "dense" else None,
     )
+
+
+def load_models(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    load: Callable[[ModelSource], Classifier],
+) -> ModelHolder:
+    """The served model (explicit checkpoint, else the registry's), loaded and warmed up."""
+
+    def pick() -> ModelSource:
+        return choose_source(settings.model_checkpoint, sessions)
+
     worker = f"{socket.gethostname()}:{os.getpid()}"  # who could not load a version
     models = ModelHolder(load, pick, on_load_error=load_error_recorder(sessions, worker))
     models.current().warm_up()

@@ -21,6 +21,7 @@ from worker.classify_task import ClassifyTask, to_item
 from worker.enqueue import enqueue_rows
 from worker.finetune import execute_run
 from worker.messages import ClassifyArgs, ClassifyManyArgs, InvalidMessage, parse
+from worker.rows import asset_fields
 from worker.runtime import close_runtime, get_runtime, get_sessions
 from worker.settings import get_settings
 
@@ -120,6 +121,7 @@ def classify_many(self: Any, **kwargs: Any) -> dict[str, int]:
             "batch_id": i.batch_id,
             "submitted_at": i.submitted_at or now,
             "mode": i.mode,
+            **asset_fields(i),
         }
         for i in items
     ]

@@ -73,6 +73,7 @@ def test_reporting_view_columns_are_stable(database_url: str) -> None:
         "created_at",
     ]
     assert cols[15:20] == ["mode", "tiles", "crack_tiles", "crack_area_fraction", "crack_regions"]
+    assert cols[20:24] == ["asset_id", "inspection_id", "captured_at", "metadata"]
 
 
 def _privileged(url: str, table: str) -> bool:
@@ -126,6 +127,7 @@ def test_reporting_role_reads_results_and_nothing_else(database_url: str) -> Non
     try:
         with reader.connect() as conn:
             conn.execute(text("SELECT count(*) FROM crackq_results_v1"))
+            conn.execute(text("SELECT count(*) FROM crackq_assets_v1"))
             conn.execute(text("SELECT count(*) FROM results"))
             conn.execute(text("SELECT count(*) FROM model_versions"))
         refused = [

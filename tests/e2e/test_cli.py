@@ -48,6 +48,7 @@ COMMANDS = (
     "status",
     "requeue",
     "schema",
+    "assets",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -85,6 +86,27 @@ def test_one_row_per_item_with_labels_and_recorded_failures(sessions, classifier
         else:
             assert row.status == "failed" and row.label is None, name
             assert row.error_code == name and row.error_message, (name, row.error_message)
+
+
+def test_asset_fields_reach_succeeded_and_failed_rows(sessions, classifier, photos) -> None:
+    config, refs = photos
+    at = dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone.utc)
+    tags = {"asset_id": "pier-7", "inspection_id": "v1", "captured_at": at}
+    meta = {"camera": "drone-3", "gps": [47.3, 8.5]}
+    items = [
+        Item("a-good", refs["good-0"], **tags, metadata=meta),
+        Item("a-bad", refs["not_found"], **tags, metadata=meta),
+        Item("a-none", refs["good-1"]),
+    ]
+    classify(items, classifier, sessions, config)
+    by_id = stored(sessions, [i.request_id for i in items])
+    assert (by_id["a-good"].status, by_id["a-bad"].status) == ("succeeded", "failed")
+    for request_id in ("a-good", "a-bad"):
+        row = by_id[request_id]
+        assert (row.asset_id, row.inspection_id, row.captured_at) == ("pier-7", "v1", at)
+        assert row.asset_metadata == meta
+    untagged = by_id["a-none"]
+    assert (untagged.asset_id, untagged.captured_at, untagged.asset_metadata) == (None,) * 3
 
 
 def test_finished_ids_are_skipped_and_a_repeated_id_makes_one_row(

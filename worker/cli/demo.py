@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from db import assets as assets_db
 from db import results as results_db
+from db.tables import Result
 from models.recipe import Recipe
 from worker.enqueue import submit
 from worker.localstack import LocalWorkers, local_services, local_workers, wait_serving
+from worker.messages import AssetFields
 from worker.settings import get_settings
 from worker.waiting import wait_rows, wait_run
 
@@ -72,8 +77,48 @@ def _train_then_classify(stack: LocalWorkers, photos: DemoPhotos, epochs: int, w
     by_id = {r.request_id: r for r in found}
     counts = confusion(photos.held_out, [by_id.get(i) for i in sub.request_ids])
     report(counts, elapsed, sub.batch_id, run.artifacts_dir)
+    _inspect_an_asset(stack, photos, found)
     _map_a_mosaic(stack, photos, work)
     return 0
+
+
+def _inspect_an_asset(stack: LocalWorkers, photos: DemoPhotos, found: Sequence[Result]) -> None:
+    """One asset inspected twice, a month apart: clean photos, then one with a crack.
+
+    Photos the model got right are preferred, so the asset view has a new crack to show.
+    """
+    app, sessions = stack
+    said = {r.image_ref: r.label for r in found if r.status == "succeeded"}
+
+    def pick(truth: int, label: str, n: int) -> list[str]:
+        ranked = sorted((said.get(p) != label, p) for p, y in photos.held_out if y == truth)
+        return [p for _, p in ranked[:n]]
+
+    clean, crack = pick(0, "no_crack", 2), pick(1, "crack", 1)
+    if len(clean) < 2 or not crack:
+        return
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    visits = [(1, now - dt.timedelta(days=30), clean), (2, now, [clean[1], *crack])]
+    say("inspecting asset demo-wall twice: 2 clean photos, a month later one with a crack")
+    ids = []
+    for n, when, refs in visits:
+        asset = AssetFields(
+            asset_id="demo-wall",
+            inspection_id=f"demo-wall-{n}",
+            captured_at=when,
+            metadata={"source": "crackq demo", "visit": n},
+        )
+        ids += submit(app, sessions, refs, batch_id="demo-assets", asset=asset).request_ids
+    wait_rows(sessions, ids, timeout=600)
+    with sessions() as session:
+        row = assets_db.get_asset(session, "demo-wall")
+    if row is None:
+        return
+    print(
+        f"\nasset demo-wall: {row['inspections']} inspections, latest {row['latest_label']} "
+        f"after {row['previous_label']}, trend {row['trend']}"
+    )
+    print("  crackq assets show demo-wall     (or SELECT * FROM crackq_assets_v1)")
 
 
 def _map_a_mosaic(stack: LocalWorkers, photos: DemoPhotos, work: Path) -> None:

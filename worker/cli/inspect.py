@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import time
 from collections import Counter
@@ -16,12 +17,15 @@ from db.tables import Result
 from worker.app import INFERENCE_QUEUE, TRAINING_QUEUE, app
 from worker.cli.output import render, sessions, to_json
 from worker.enqueue import refs_from_dir, refs_from_file, send, submit
+from worker.messages import AssetFields, parse
 from worker.settings import get_settings
 from worker.waiting import wait_rows
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    sub = submit(app, sessions(), _refs(args), batch_id=args.batch_id, mode=args.mode)
+    sub = submit(
+        app, sessions(), _refs(args), batch_id=args.batch_id, mode=args.mode, asset=_asset(args)
+    )
     if args.json:
         print(
             to_json(
@@ -47,7 +51,9 @@ def run_classify(args: argparse.Namespace) -> int:
     """Submit, wait with a progress bar until every row is stored, summarise."""
     factory = sessions()
     t0 = time.perf_counter()
-    sub = submit(app, factory, _refs(args), batch_id=args.batch_id, mode=args.mode)
+    sub = submit(
+        app, factory, _refs(args), batch_id=args.batch_id, mode=args.mode, asset=_asset(args)
+    )
     print(f"submitted {len(sub.request_ids)} references as {sub.batch_id}", file=sys.stderr)
     counts = wait_rows(factory, sub.request_ids, args.timeout, progress=True)
     elapsed = time.perf_counter() - t0
@@ -177,3 +183,17 @@ def _refs(args: argparse.Namespace) -> list[str]:
     if not refs:
         raise ValueError("no image references given (pass refs, --dir or --from-file)")
     return refs
+
+
+def _asset(args: argparse.Namespace) -> AssetFields | None:
+    """--asset-id, --inspection-id, --captured-at, --metadata, checked as a message would be."""
+    given = {
+        "asset_id": args.asset_id,
+        "inspection_id": args.inspection_id,
+        "captured_at": args.captured_at,
+        "metadata": json.loads(args.metadata) if args.metadata is not None else None,
+    }
+    if all(value is None for value in given.values()):
+        return None
+    parsed: AssetFields = parse(AssetFields, (), given)
+    return parsed

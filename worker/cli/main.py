@@ -11,7 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from models.recipe import AUGMENTS, RECIPES, Recipe
-from worker.cli import deadletters, demo, finetune, inspect, labels, maps, models, service
+from worker.cli import (
+    assets,
+    deadletters,
+    demo,
+    finetune,
+    inspect,
+    labels,
+    maps,
+    models,
+    service,
+    shadow,
+)
 from worker.settings import get_settings
 
 EPILOG = """\
@@ -49,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="patch: classify each photo whole; map: map it tile by tile (crackq map "
             "shows it); auto (default): map photos with a side over "
             "CRACKQ_MAP_MIN_SIDE_FACTOR x the model's training patch",
+        )
+        p.add_argument("--asset-id", help="the asset these photos show (crackq assets)")
+        p.add_argument(
+            "--inspection-id", help="the inspection they belong to: one per visit of the asset"
+        )
+        p.add_argument("--captured-at", help="when they were taken, ISO-8601 (orders inspections)")
+        p.add_argument(
+            "--metadata",
+            metavar="JSON",
+            help='a JSON object stored with each row, e.g. \'{"camera": "drone-3"}\' (<= 4 KiB)',
         )
 
     p = add(
@@ -113,6 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=2048,
         help="-o: the overlay's long side in px at most (default 2048; never enlarged)",
     )
+
+    p = add(
+        "assets",
+        assets.run_assets,
+        help="assets and their latest inspection: new cracks, trends (crackq_assets_v1)",
+        description="List assets (photos submitted with --asset-id) with their latest "
+        "inspection, the one before and a trend, newest first; `crackq assets show ASSET` "
+        "prints one asset's inspections, oldest first.",
+    )
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("asset_id", nargs="?", help="show: the asset")
+    p.add_argument("--new-crack", action="store_true", help="list: only assets with a new crack")
+    p.add_argument("--label", choices=("crack", "no_crack"), help="list: by latest label")
+    p.add_argument("--limit", type=int, default=100, help="list: 0 = no limit (default 100)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
 
     p = add(
         "worker",
@@ -206,19 +242,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "models",
-        models.run_models,
-        help="the model registry: list | show V | promote V | rollback | history",
+        _models,
+        help="the model registry: list | show V | promote V | rollback | history | "
+        "shadow V | compare V",
         description="rollback re-promotes the version promoted before the current one's "
         "promotion, walking back one promotion per rollback; history lists every promotion, "
-        "rollback and failed load (who, when, why).",
+        "rollback, failed load and shadow (who, when, why). shadow V makes inference workers "
+        "also score live photos with V into shadow_scores (results untouched); compare V "
+        "reports on them; promote checks the CRACKQ_PROMOTE_* gates against that traffic.",
     )
-    p.add_argument("verb", choices=("list", "show", "promote", "rollback", "history"))
+    p.add_argument(
+        "verb", choices=("list", "show", "promote", "rollback", "history", "shadow", "compare")
+    )
     p.add_argument("version", nargs="?")
-    p.add_argument("--reason", help="promote/rollback: why, kept in the history")
-    p.add_argument("--by", help="promote/rollback: who (default: your user name)")
+    p.add_argument("--reason", help="promote/rollback/shadow: why, kept in the history")
+    p.add_argument("--by", help="promote/rollback/shadow: who (default: your user name)")
+    p.add_argument(
+        "--force", action="store_true",
+        help="promote: past failed promotion gates (needs --reason; recorded in the history)",
+    )  # fmt: skip
+    p.add_argument(
+        "--fraction", type=float, metavar="F",
+        help="shadow: share of live photos to score, by request id hash (default 1: all)",
+    )  # fmt: skip
+    p.add_argument("--off", action="store_true", help="shadow: stop shadowing")
+    p.add_argument("--json", action="store_true", help="compare: JSON for tools")
+    p.add_argument(
+        "--flips", type=int, default=50, metavar="N",
+        help="compare: request ids listed per flip direction (default 50)",
+    )  # fmt: skip
     p.add_argument(
         "--format", choices=("table", "json"), default="table",
-        help="history; show: table = the model card, json = the registry row",
+        help="history, compare (as --json); show: table = the model card, json = the registry row",
     )  # fmt: skip
     p.add_argument("--limit", type=int, default=50, help="history: newest N events")
 
@@ -286,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list them; send nothing")
     add("schema", service.run_schema, help="print the JSON Schemas of the task arguments")
     return parser
+
+
+def _models(args: argparse.Namespace) -> int:
+    if args.verb in ("shadow", "compare"):
+        return shadow.run_shadow(args)
+    return models.run_models(args)
 
 
 def _bool(value: str) -> bool:

@@ -1,4 +1,7 @@
-"""`crackq models list | show V | promote V | rollback | history`: the model registry."""
+"""`crackq models list | show V | promote V | rollback | history`: the model registry.
+
+promote checks the promotion gates (worker.gates); shadow and compare: worker/cli/shadow.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 
 from db import registry
 from db.tables import ModelEvent
+from worker import gates
 from worker.cli.output import row_fields, sessions, to_json
 from worker.modelcard import model_card
 from worker.settings import get_settings
@@ -50,8 +54,9 @@ def run_models(args: argparse.Namespace) -> int:
         else:
             if not args.version:
                 raise ValueError(f"models {args.verb} needs a VERSION")
+            rules = gates.Gates.from_settings(get_settings())
             row = (
-                registry.promote(session, args.version, by=by, reason=args.reason)
+                gates.promote(session, args.version, rules, by, args.reason, args.force)
                 if args.verb == "promote"
                 else registry.get(session, args.version)
             )

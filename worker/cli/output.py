@@ -46,7 +46,10 @@ def render(rows: Sequence[Result], fmt: str) -> str:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=[c.name for c in Result.__table__.columns])
         writer.writeheader()
-        writer.writerows(_as_dict(r) for r in rows)
+        writer.writerows(
+            {k: to_json(v) if isinstance(v, dict) else v for k, v in _as_dict(r).items()}
+            for r in rows
+        )  # metadata (jsonb) as JSON text
         return buf.getvalue().rstrip("\n")
     table = [COLUMNS] + [tuple(_cell(getattr(r, c)) for c in COLUMNS) for r in rows]
     widths = [min(60, max(len(row[i]) for row in table)) for i in range(len(COLUMNS))]
