@@ -22,6 +22,11 @@ class FakeRequest:
         self.id, self.name, self.args, self.kwargs = request_id, "crackq.classify", (), kwargs
         self.events: list[str] = []
         self.acked = self.requeued = False
+        self.message = None  # no broker channel: worker.acks acks it on its own
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acked
 
     def send_event(self, kind: str, **_: Any) -> None:
         self.events.append(kind)
