@@ -40,6 +40,10 @@ SUITES = {
                  "Redis, PostgreSQL and S3: 1 vs 2 workers, a hot switch under load, store speed"),
     "shadow": ("benchmarks.shadow", "what shadow scoring costs: e2e img/s of one worker "
                "without, with (every photo) and again without a shadow version; the ratio"),
+    "review": ("benchmarks.review_cost", "what the review queue's rules cost a batch's write "
+               "(with and without them, over a table of stored results)"),
+    "rescore": ("benchmarks.rescore", "what re-scoring costs live traffic: live p50 latency "
+                "with and without a concurrent `crackq rescore` of N stored rows"),
     "dashboard": ("benchmarks.dashboard", "the Grafana dashboard's queries on a real Prometheus "
                   "over a load run, drawn to docs/dashboard.png"),
     "model": ("benchmarks.model_speed", "one backend's raw forward speed (the speed suite "

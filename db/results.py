@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from db import scores
 from db.staging import copy_into_stage
 from db.tables import Result
 
@@ -69,11 +70,17 @@ def write_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> int:
 
 
 def upsert_outcomes(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """write_outcomes, returning the request ids whose row this call made final."""
+    """write_outcomes, returning the request ids whose row this call made final.
+
+    Each succeeded row made final also gets its score history row (db.scores, source
+    `live`) in the same transaction; a redelivery makes nothing final, so adds none.
+    """
     if not rows:
         return set()
     stage = copy_into_stage(session, "results", WRITE_COLUMNS, rows)
-    return set(session.scalars(text(_upsert_sql(stage))))
+    written = set(session.scalars(text(_upsert_sql(stage))))
+    scores.record_staged(session, stage, written, "live")
+    return written
 
 
 @functools.cache

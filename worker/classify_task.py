@@ -35,6 +35,7 @@ def to_item(args: ClassifyArgs, default_id: str, batch_id: str | None = None) ->
         inspection_id=args.inspection_id,
         captured_at=args.captured_at,
         metadata=args.metadata,
+        rescore_version=args.rescore_version,
     )
 
 
@@ -61,8 +62,11 @@ class ClassifyTask(BatchTask):
     def run_batch(self, requests: Sequence[Request]) -> None:
         t0 = time.perf_counter()
         accepted = [(req, item) for req in requests if (item := self.accept(req)) is not None]
-        if accepted:
-            self.settle(accepted, t0)
+        for group in by_version(accepted):  # live photos first: re-scores never delay them
+            if group[0][1].rescore_version is None:
+                self.settle(group, t0)
+            else:  # on the re-score lane: this batch's slot is free for live photos at once
+                get_runtime().rescore_lane.put(functools.partial(self.settle, group, t0))
 
     def accept(self, req: Request) -> Item | None:
         """The item `req` asks for, or None when it was refused as a dead letter."""
@@ -137,6 +141,16 @@ class ClassifyTask(BatchTask):
             req.acknowledge()
         else:
             outage.requeue_later([req], self.streak.failed(), "dead letter not stored")
+
+
+def by_version(
+    accepted: Sequence[tuple[Request, Item]],
+) -> list[list[tuple[Request, Item]]]:
+    """The live items, then the re-scores of each version: one model answers each group."""
+    groups: dict[str | None, list[tuple[Request, Item]]] = {None: []}
+    for pair in accepted:
+        groups.setdefault(pair[1].rescore_version, []).append(pair)
+    return [group for group in groups.values() if group]
 
 
 def _since(t0: float) -> float:

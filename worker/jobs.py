@@ -27,6 +27,8 @@ class Item:
     inspection_id: str | None = None
     captured_at: dt.datetime | None = None
     metadata: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    # a re-score (crackq rescore): the version to answer with; None for a live photo
+    rescore_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,15 @@ class MapPolicy:
 
 
 @dataclass(frozen=True)
+class ReviewPolicy:
+    """Which stored photos enter the review queue (db.review.enter; README "Review queue")."""
+
+    band: float = 0.15  # crack probability within 0.5 +- band: uncertain / borderline map
+    sample_rate: float = 0.01  # confident photos drawn for review
+    sample_per_hour: int = 20  # at most this many drawn photos enter in any hour
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """What the pipeline takes from the settings: where and how it may read, who it is."""
 
@@ -72,6 +83,7 @@ class PipelineConfig:
     formats: tuple[str, ...]
     hostname: str  # recorded on every row: which worker classified it
     maps: MapPolicy = MapPolicy()
+    review: ReviewPolicy | None = None  # None: no photo enters the review queue
 
 
 @dataclass(frozen=True)

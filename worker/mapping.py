@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import maps, results
+from db import maps, results, scores
 from models.dense import block_tiles, dense_grid, dense_map_image
 from models.serving import Classifier
 from models.tiles import CrackMap, map_image, tile_grid
@@ -27,6 +27,7 @@ from worker.decode import decode_image
 from worker.errors import ErrorCode, ImageError
 from worker.forward import TILES, Forward, ForwardClosed, run, run_block
 from worker.jobs import Loaded, MapPolicy, PipelineConfig
+from worker.review import enter_review
 from worker.rows import base_row, failed_row, ms_since, now, verdict
 from worker.shadow import Shadow
 from worker.shadowscore import score_map
@@ -76,8 +77,12 @@ def map_photo(
         row = failed_row(loaded.item, error, loaded.decode_ms + ms_since(t0))
     row.update(started_at=started, finished_at=now(), worker_host=config.hostname)
     with sessions() as session, session.begin():
-        written = results.upsert_outcomes(session, [row])
+        if loaded.item.rescore_version is None:
+            written = results.upsert_outcomes(session, [row])
+        else:  # a re-score overwrites the stored score, and its map (crackq rescore)
+            written = scores.rescore_outcomes(session, [row])
         maps.write_maps(session, [stored] if stored else [], written)
+        enter_review(session, written, config.review)
     metrics.observe_map(row, ms_since(t0) / 1000.0)
     log.info(
         "mapped %s with %s: %s tiles, %s crack, %s in %.0f ms",

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 MAX_REF_CHARS = 4096
 MAX_ID_CHARS = 200  # results.request_id / batch_id / asset_id / inspection_id columns
+MAX_VERSION_CHARS = 100  # model_versions.version
 MAX_METADATA_BYTES = 4096  # a message's `metadata` object, as compact UTF-8 JSON
 MAX_METADATA_DEPTH = 4  # the object itself is level 1
 # Timestamps outside these years are refused: PostgreSQL stores year 1 or 9999, but every
@@ -135,6 +136,14 @@ class ClassifyArgs(AssetFields):
         "auto",
         description="patch: classify the photo whole; map: map it tile by tile; auto: map "
         "it when a side is far larger than the model's training patch.",
+    )
+    rescore_version: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_VERSION_CHARS,
+        description="re-score (crackq rescore): answer with this registered model version "
+        "and overwrite the stored succeeded row's score (history kept in result_scores); "
+        "absent for live photos, which the served version answers",
     )
 
 

@@ -94,6 +94,15 @@ SHADOW_FAILURES = Counter(
     "shadow model takes another input size); live rows never wait for or fail with it.",
     ["stage"],
 )
+REVIEW_ENTERED = Counter(
+    "crackq_review_entered",
+    "Photos this worker put in the review queue, by the rule that picked them.",
+    ["reason"],
+)
+REVIEW_FAILURES = Counter(
+    "crackq_review_failures",
+    "Batches whose review-queue rules failed (logged); their rows were stored regardless.",
+)
 
 
 def observe_batch(

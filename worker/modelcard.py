@@ -62,6 +62,12 @@ def _data(data: dict[str, Any]) -> list[str]:
         f"  training: {_counts(data.get('train'))}",
         f"  validation: {_counts(data.get('val'))}, {data.get('split', 'split unknown')}",
     ]
+    labels = data.get("labels")
+    if labels:
+        lines.append(
+            f"  operator labels: {labels.get('used', 0):,} used of {labels.get('labelled', 0):,}"
+            f" ({labels.get('from_review', 0):,} from the review queue)"
+        )
     if data.get("skipped"):
         lines.append(f"  unreadable photos left out: {data['skipped']}")
     return lines

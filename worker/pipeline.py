@@ -27,7 +27,8 @@ from worker import metrics
 from worker.decode import finish_decode, open_image
 from worker.errors import ErrorCode, ImageError
 from worker.forward import PATCH, Forward, run
-from worker.jobs import Classified, Item, Loaded, MapPolicy, PipelineConfig
+from worker.jobs import Classified, Item, Loaded, MapPolicy, PipelineConfig, ReviewPolicy
+from worker.review import enter_review
 from worker.rows import base_row, failed_row, ms_since, now, verdict
 from worker.shadow import Shadow
 from worker.shadowscore import score_patches
@@ -101,7 +102,7 @@ def classify(
     whole = [x for x in loaded if x.data is None]
     rows = predict_rows(whole, classifier, config.hostname, started, forward, timings)
     with timings.phase("write"):
-        write_rows(rows, sessions)
+        write_rows(rows, sessions, config.review)
     if shadow is not None:
         with timings.phase("shadow"):
             score_patches(shadow, whole, classifier, sessions, forward)
@@ -171,14 +172,18 @@ def predict_rows(
     started: dt.datetime,
     forward: Forward | None,
     timings: Timings,
+    kind: str = PATCH,
 ) -> list[dict[str, Any]]:
-    """One forward pass over the decodable items; a row for every item."""
+    """One forward pass over the decodable items; a row for every item.
+
+    `kind` is the forward thread's lane: PATCH for live photos, TILES (after them) for
+    re-scores (worker.rescoring)."""
     good = [x for x in loaded if x.pixels is not None]
     p_crack: list[float] = []
     if good:
         batch = np.stack([x.pixels for x in good])  # type: ignore[misc]
         with timings.phase("predict"):
-            p_crack = run(forward, classifier, batch, PATCH).tolist()
+            p_crack = run(forward, classifier, batch, kind).tolist()
         timings.predicted = len(good)
     finished = now()
     probs = iter(p_crack)
@@ -196,10 +201,17 @@ def predict_rows(
     return rows
 
 
-def write_rows(rows: list[dict[str, Any]], sessions: sessionmaker[Session]) -> None:
-    """One upsert for the whole batch, committed before any message is acknowledged."""
+def write_rows(
+    rows: list[dict[str, Any]], sessions: sessionmaker[Session], review: ReviewPolicy | None = None
+) -> None:
+    """One upsert for the whole batch, committed before any message is acknowledged.
+
+    The review queue's rules pick from the rows this write made final, in the same
+    transaction (worker.review: a savepoint, so they never fail the rows).
+    """
     with sessions() as session, session.begin():
-        results.write_outcomes(session, rows)
+        written = results.upsert_outcomes(session, rows)
+        enter_review(session, written, review)
 
 
 def log_job(

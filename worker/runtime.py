@@ -22,7 +22,7 @@ from models.numerics import resolve_numerics
 from models.openvino_backend import release_core, resolve_backend
 from models.serving import Classifier
 from worker.forward import Forward
-from worker.jobs import Classified, Item, Loaded, MapPolicy, PipelineConfig
+from worker.jobs import Classified, Item, Loaded, MapPolicy, PipelineConfig, ReviewPolicy
 from worker.maplane import Done, MapLane
 from worker.mapping import map_photo
 from worker.modelstore import (
@@ -33,6 +33,9 @@ from worker.modelstore import (
     load_error_recorder,
 )
 from worker.pipeline import classify
+from worker.rescorelane import RescoreLane
+from worker.rescoremodels import RescoreModels
+from worker.rescoring import rescore
 from worker.settings import Settings, get_settings
 from worker.shadow import ShadowHolder, shadow_choice
 from worker.sources import SourceLimits
@@ -83,12 +86,15 @@ class Runtime:
     decode_pool: ThreadPoolExecutor
     forward: Forward
     shadow: ShadowHolder | None = None
+    rescore: RescoreModels | None = None
     lane: MapLane = field(init=False)
+    rescore_lane: RescoreLane = field(init=False)
     pid: int = field(default_factory=os.getpid)
     closed: bool = False
 
     def __post_init__(self) -> None:
         self.lane = MapLane(self.map_one)
+        self.rescore_lane = RescoreLane()
 
     def classifier(self) -> Classifier:
         return self.models.current()
@@ -97,8 +103,21 @@ class Runtime:
         """The pipeline with this process's model, sessions, settings and thread pool.
 
         Photos to map come back in `to_map`: hand them to `map_later` (or `map_one`).
+        Re-scores (items naming a version, all the same) are answered by that version,
+        decoded in this thread (the decode pool stays free for live photos) and go
+        through the forward thread after live photos, like map tiles.
         """
         classifier = self.models.current()  # taken once: a model switch never splits a batch
+        shadow = self.shadow.current() if self.shadow is not None else None
+        version = items[0].rescore_version if items else None
+        if version is not None:
+            if any(item.rescore_version != version for item in items):
+                raise ValueError("a batch re-scores with one version (ClassifyTask groups them)")
+            if self.rescore is None:
+                raise RuntimeError("this runtime has no re-score models")
+            held = shadow.classifier if shadow is not None else None
+            found = self.rescore.get(version, classifier, held)
+            return rescore(items, found, self.sessions, self.config, self.forward)
         return classify(
             items,
             classifier,
@@ -106,7 +125,7 @@ class Runtime:
             self.config,
             pool=self.decode_pool,
             forward=self.forward,
-            shadow=self.shadow.current() if self.shadow is not None else None,
+            shadow=shadow,
         )
 
     def classify_all(self, items: Sequence[Item]) -> list[dict[str, Any]]:
@@ -117,6 +136,8 @@ class Runtime:
     def map_one(self, loaded: Loaded, classifier: Classifier) -> dict[str, Any]:
         """Map one photo with `classifier` (the model its batch was answered by)."""
         shadow = self.shadow.current() if self.shadow is not None else None
+        if loaded.item.rescore_version is not None:
+            shadow = None  # a shadow scores live photos only
         return map_photo(loaded, classifier, self.sessions, self.config, self.forward, shadow)
 
     def map_later(self, loaded: Loaded, classifier: Classifier, done: Done) -> None:
@@ -143,12 +164,17 @@ class Runtime:
         if not self.lane.close(timeout_s):
             log.error("a crack map outlasted %.0f s: leaving the model to the exit", timeout_s)
             return
+        if not self.rescore_lane.close(timeout_s):
+            log.error("a re-score outlasted %.0f s: leaving the model to the exit", timeout_s)
+            return
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
         if not self.forward.close(timeout_s):
             log.error("a forward pass outlasted %.0f s: leaving the model to the exit", timeout_s)
             return
         if self.shadow is not None:
             self.shadow.close()
+        if self.rescore is not None:
+            self.rescore.close()
         served = self.models.current()
         served.close()
         release_core()
@@ -223,6 +249,7 @@ def build_runtime(settings: Settings) -> Runtime:
         decode_pool=ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="crackq-decode"),
         forward=Forward(settings.batch_size, settings.map_busy_batch),
         shadow=shadow,
+        rescore=RescoreModels(load, sessions),
     )
 
 
@@ -280,4 +307,11 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
             engine=settings.map_engine,
             dense_block=settings.map_dense_block,
         ),
+        review=ReviewPolicy(
+            band=settings.review_band,
+            sample_rate=settings.review_sample_rate,
+            sample_per_hour=settings.review_sample_per_hour,
+        )
+        if settings.review
+        else None,
     )

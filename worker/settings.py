@@ -229,6 +229,33 @@ class Settings(BaseSettings):
         "answers on its shadowed photos that operators labelled (crackq label).",
     )
 
+    # --- the review queue (README "Review queue") ------------------------------------------
+    review: bool = Field(
+        True,
+        description="Inference workers put photos in the review queue by its rules when "
+        "they store them (crackq review); false = none enter.",
+    )
+    review_band: float = Field(
+        0.15,
+        ge=0,
+        le=0.5,
+        description="A photo whose crack probability is within 0.5 +- this enters as "
+        "uncertain; a mapped photo with a counted region whose strongest tile is within it, "
+        "or crack tiles but no region that counts, as borderline_map; 0 = neither.",
+    )
+    review_sample_rate: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of confident photos (no rule picked them) drawn for review as "
+        "sample; 0 = none.",
+    )
+    review_sample_per_hour: int = Field(
+        20,
+        ge=0,
+        description="At most this many sample photos enter in any hour, across every worker.",
+    )
+
     # --- self-healing: training runs and unacknowledged messages --------------------------
     training_max_time_limit_s: int = Field(
         12 * 3600,
@@ -273,6 +300,20 @@ class Settings(BaseSettings):
         gt=0,
         description="A row queued this long whose message is neither queued nor held "
         "unacked in Redis is re-sent (two sweeps in a row must find it so).",
+    )
+
+    # --- re-scoring stored rows with another version (crackq rescore) ---------------------
+    rescore_window: int = Field(
+        16,
+        ge=1,
+        description="crackq rescore sends only while fewer than this many messages, live "
+        "and re-score, wait in the inference queue or are held unacked by workers.",
+    )
+    rescore_rate: float = Field(
+        0.0,
+        ge=0,
+        description="crackq rescore sends at most this many photos per second; 0 = as fast "
+        "as CRACKQ_RESCORE_WINDOW allows.",
     )
 
     # --- operations ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import runs
+from db import review, runs
 from models.datasets import (
     DatasetError,
     Sample,
@@ -90,6 +90,9 @@ class TrainingData(NamedTuple):
     parts: Split
     load: TrainingImages
     labels_skipped: dict[str, int]  # why labelled refs were left out -> how many
+    # operator labels: "labelled" (on stored photos), "used", "from_review" (of those used,
+    # answers from the review queue, crackq review); empty without --labels
+    labels: dict[str, int] = {}
 
 
 def prepare(
@@ -115,8 +118,9 @@ def prepare(
         operator.append(from_manifest(manifest))
     labelled: list[Sample] = []
     skipped: dict[str, int] = {}
+    counts: dict[str, int] = {}
     if spec.use_labels and sessions is not None:
-        labelled, skipped = _labelled(sessions, settings.allowed_roots)
+        labelled, skipped, counts = _labelled(sessions, settings.allowed_roots)
     # operator sources first: a file both named and labelled keeps the operator's spelling
     samples = combine(*operator, labelled)
     if not samples:
@@ -128,15 +132,20 @@ def prepare(
     else:
         parts = grouped_split(samples, val_fraction, seed)
     trusted = frozenset(path for source in operator for path, _ in source)
-    return TrainingData(parts, TrainingImages.from_settings(settings, trusted), skipped)
+    load = TrainingImages.from_settings(settings, trusted)
+    return TrainingData(parts, load, skipped, counts)
 
 
 def _labelled(
     sessions: sessionmaker[Session], roots: Sequence[Path]
-) -> tuple[list[Sample], dict[str, int]]:
-    """Operators' labels as samples, leaving out refs the reader would refuse unread."""
+) -> tuple[list[Sample], dict[str, int], dict[str, int]]:
+    """Operators' labels as samples, leaving out refs the reader would refuse unread.
+
+    Also their counts: labelled, used, and used ones that are review-queue answers.
+    """
     with sessions() as session:
         rows = runs.labelled_refs(session)
+        reviewed = review.reviewed_refs(session)
     samples, skipped = [], Counter[str]()
     for ref, label in rows:
         reason = _refused(ref, roots)
@@ -153,7 +162,9 @@ def _labelled(
             len(rows),
             f"; skipped {sum(skipped.values())}: {why}" if skipped else "",
         )
-    return samples, dict(skipped)
+    from_review = sum(ref in reviewed for ref, _ in samples)
+    counts = {"labelled": len(rows), "used": len(samples), "from_review": from_review}
+    return samples, dict(skipped), counts
 
 
 # What the run's summary says for each reason worker.sources refuses a reference unread.
@@ -191,6 +202,8 @@ def summary(
         if spec.val_folder
         else "grouped by file-number ranges",
     }
+    if data.labels:
+        out["labels"] = data.labels
     if data.labels_skipped:
         out["labels_skipped"] = data.labels_skipped
     return {**out, "skipped": len(skipped), "skipped_examples": list(skipped[:20])}

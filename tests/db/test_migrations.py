@@ -128,6 +128,7 @@ def test_reporting_role_reads_results_and_nothing_else(database_url: str) -> Non
         with reader.connect() as conn:
             conn.execute(text("SELECT count(*) FROM crackq_results_v1"))
             conn.execute(text("SELECT count(*) FROM crackq_assets_v1"))
+            conn.execute(text("SELECT count(*) FROM crackq_result_scores_v1"))
             conn.execute(text("SELECT count(*) FROM results"))
             conn.execute(text("SELECT count(*) FROM model_versions"))
         refused = [
@@ -137,6 +138,7 @@ def test_reporting_role_reads_results_and_nothing_else(database_url: str) -> Non
             "SELECT count(*) FROM dead_letters",
             "SELECT count(*) FROM training_runs",
             "SELECT count(*) FROM labels",
+            "SELECT count(*) FROM rescore_jobs",
             "CREATE TABLE mine (x int)",
         ]
         for statement in refused:

@@ -44,6 +44,7 @@ COMMANDS = (
     "finetune",
     "models",
     "label",
+    "review",
     "demo",
     "status",
     "requeue",

@@ -42,6 +42,7 @@ def test_demo_runs_the_whole_loop_on_embedded_servers(tmp_path: Path) -> None:
     assert re.search(r"crack map of mosaic\.jpg: succeeded \w+, \d+/\d+ crack tiles", out.stdout)
     # one asset inspected twice; what the view says depends on how well the model learned
     assert re.search(r"asset demo-wall: 2 inspections, latest (no_)?crack after", out.stdout)
+    assert re.search(r"review queue: \d+ photos open", out.stdout)
     runs = list((tmp_path / "state" / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "training.png").is_file()
     leftovers = [

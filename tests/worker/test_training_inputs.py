@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from db import runs
+from db import review, runs
 from harness import images
 from models.recipe import Recipe
 from tests.worker.finetuning import run
@@ -46,15 +46,25 @@ def photo_server():
     server.server_close()
 
 
-def label_results(sessions, refs: dict[str, str], status: str = "succeeded") -> None:
-    from db.tables import Label, Result
+def label_results(
+    sessions,
+    refs: dict[str, str],
+    status: str = "succeeded",
+    reviewed: frozenset[str] = frozenset(),
+) -> None:
+    """A row and a label per ref; those in `reviewed` answered through the review queue."""
+    from db.tables import Label, Result, ReviewEntry
 
     with sessions() as s, s.begin():
         for i, (ref, label) in enumerate(refs.items()):
             rid = f"{status}-{i}"
             s.add(Result(request_id=rid, image_ref=ref, status=status))
             s.flush()
-            if status == "succeeded":
+            if ref in reviewed:
+                s.add(ReviewEntry(request_id=rid, reason="uncertain"))
+                s.flush()
+                review.answer(s, rid, label, "reviewer")
+            elif status == "succeeded":
                 runs.set_label(s, rid, label, "tester")
             else:  # labelled before `crackq label` refused such rows
                 s.add(Label(request_id=rid, label=label, labelled_by="tester"))
@@ -88,6 +98,7 @@ def test_training_reads_labels_like_inference_and_operator_files_within_decoder_
             url: "no_crack",
             "ftp://example.com/x.jpg": "crack",
         },
+        reviewed=frozenset({str(uploads / "ok.jpg"), url, "ftp://example.com/x.jpg"}),
     )
     (uploads / "failed.jpg").write_bytes(images.truncated_jpeg())
     label_results(sessions, {str(uploads / "failed.jpg"): "crack"}, status="failed")
@@ -116,6 +127,8 @@ def test_training_reads_labels_like_inference_and_operator_files_within_decoder_
     line = next(r.getMessage() for r in caplog.records if "labelled" in r.getMessage())
     assert "using 4 of 7 labelled" in line
     assert "2 outside the allowed roots" in line and "1 unsupported scheme" in line
+    # review-queue answers are labels like any other; the run counts those it used
+    assert row.data_summary["labels"] == {"labelled": 7, "used": 4, "from_review": 2}
 
 
 def test_the_training_loader_pickles_and_enforces_the_limits_itself(tmp_path) -> None:

@@ -79,6 +79,7 @@ def _train_then_classify(stack: LocalWorkers, photos: DemoPhotos, epochs: int, w
     report(counts, elapsed, sub.batch_id, run.artifacts_dir)
     _inspect_an_asset(stack, photos, found)
     _map_a_mosaic(stack, photos, work)
+    _review_queue(stack)
     return 0
 
 
@@ -150,6 +151,25 @@ def _map_a_mosaic(stack: LocalWorkers, photos: DemoPhotos, work: Path) -> None:
     )
     print(f"  crackq map {row.request_id}               (tiles, regions)")
     print(f"  crackq map {row.request_id} -o overlay.png (the photo with its heat map)")
+
+
+def _review_queue(stack: LocalWorkers) -> None:
+    """What the workers put in the review queue while the demo ran, by rule."""
+    from db import review
+
+    with stack.sessions() as session:
+        counts = review.queue_counts(session).get("open", {})
+        first = review.open_entries(session, limit=1)
+    by_reason = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+    print(
+        f"\nreview queue: {sum(counts.values())} photos open"
+        + (f" ({by_reason})" if by_reason else "")
+    )
+    print("  crackq review                    (the open photos, oldest first)")
+    if first:
+        rid = first[0]["request_id"]
+        print(f"  crackq review answer {rid} crack|no_crack|skip --by NAME")
+    print("  crackq finetune --data DIR --labels   (trains on the answers)")
 
 
 def report(c: Confusion, elapsed: float, batch_id: str, artifacts: str | None) -> None:

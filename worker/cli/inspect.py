@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from db import deadletters, registry
+from db import deadletters, registry, review
 from db import results as results_db
 from db.tables import Result
 from worker.app import INFERENCE_QUEUE, TRAINING_QUEUE, app
@@ -115,6 +115,8 @@ def run_status(args: argparse.Namespace) -> int:
             recent = results_db.recent_activity(session, seconds=60)
             stale = results_db.stale_queued_count(session, stale_after)
             letters = deadletters.waiting_count(session)
+            reviewing = review.queue_counts(session)
+            labelled = review.label_counts(session)
         print(
             f"results: {recent['queued']} queued, {recent['finished']} finished in the last "
             f"minute ({recent['finished'] / 60:.1f}/s, {recent['failed']} failed)"
@@ -130,6 +132,11 @@ def run_status(args: argparse.Namespace) -> int:
             f"dead letters: {letters} waiting"
             + (" (`crackq dead-letters list`)" if letters else "")
         )
+        print(review_line(reviewing))
+        print(
+            f"labels: {labelled['crack']} crack, {labelled['no_crack']} no_crack "
+            f"({labelled['from_review']} from the review queue)"
+        )
         print(
             f"promoted model: {row.version if row else 'none (workers serve an untrained model)'}"
         )
@@ -138,6 +145,19 @@ def run_status(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         time.sleep(args.watch)
         print()
+
+
+def review_line(counts: dict[str, dict[str, int]]) -> str:
+    """`review queue: N open (reason n, ...); L labelled, S skipped`."""
+    still = counts.get("open", {})
+    by_reason = ", ".join(f"{reason} {n}" for reason, n in sorted(still.items()))
+    decided = [f"{sum(counts.get(s, {}).values())} {s}" for s in ("labelled", "skipped")]
+    return (
+        f"review queue: {sum(still.values())} open"
+        + (f" ({by_reason})" if by_reason else "")
+        + f"; {', '.join(decided)}"
+        + (" (`crackq review`)" if still else "")
+    )
 
 
 def worker_lines(replies: Sequence[dict[str, Any]] | None) -> str:

@@ -20,6 +20,8 @@ from worker.cli import (
     labels,
     maps,
     models,
+    rescore,
+    review,
     service,
     shadow,
 )
@@ -287,6 +289,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", help="who labelled it (default: your user name)")
 
     p = add(
+        "review",
+        review.run_review,
+        help="the review queue: list | answer REQUEST_ID crack|no_crack|skip | undo REQUEST_ID",
+        description="Photos the workers picked for a person to look at (README 'Review "
+        "queue'): uncertain, borderline_map, asset_changed or sample. `list` (the default) "
+        "shows the open ones, oldest first; `answer` labels one (a labels row with who and "
+        "when, used by `crackq finetune --labels`) or skips it; `undo` reopens it and "
+        "removes the label its answer wrote.",
+    )
+    p.add_argument("verb", nargs="?", choices=("list", "answer", "undo"), default="list")
+    p.add_argument("request_id", nargs="?", help="answer, undo: the photo's request id")
+    p.add_argument("answer", nargs="?", choices=("crack", "no_crack", "skip"), help="answer")
+    p.add_argument("--by", help="answer: who (default: your user name)")
+    p.add_argument(
+        "--reason",
+        choices=("uncertain", "borderline_map", "asset_changed", "sample"),
+        help="list: only this rule's entries",
+    )
+    p.add_argument("--limit", type=int, default=100, help="list: 0 = no limit (default 100)")
+    p.add_argument("--json", action="store_true", help="list: JSON for tools")
+
+    p = add(
         "demo",
         demo.run_demo,
         help="the whole loop: train a first model, promote it, classify "
@@ -339,6 +363,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, default=100_000, help="at most this many (oldest first)")
     p.add_argument("--dry-run", action="store_true", help="list them; send nothing")
+    p = add(
+        "rescore",
+        rescore.run_rescore,
+        help="re-score stored rows with a chosen version, throttled, resumable",
+        description="Send the succeeded rows created in [--since, --until) (of one --asset) "
+        "back through the inference queue, answered by --model (default: the promoted "
+        "version, any registered version may be named). Each row keeps its latest score; "
+        "result_scores keeps every version's. Sending waits while the inference queue holds "
+        "CRACKQ_RESCORE_WINDOW messages (live ones included) and workers answer live photos "
+        "first. Run the same command again after a kill: its job goes on where it stopped. "
+        "--status lists the jobs.",
+    )
+    p.add_argument("--since", help="ISO-8601: rows created at or after this time")
+    p.add_argument("--until", help="ISO-8601: rows created before this time (default: now)")
+    p.add_argument("--asset", help="only this asset's rows (asset_id)")
+    p.add_argument("--model", metavar="V", help="the version to answer with (default: promoted)")
+    p.add_argument("--window", type=int, help="default CRACKQ_RESCORE_WINDOW")
+    p.add_argument("--rate", type=float, help="photos/s at most; default CRACKQ_RESCORE_RATE")
+    p.add_argument("--by", help="who started it (default: your user name)")
+    p.add_argument("--status", action="store_true", help="list the newest jobs and progress")
+    p.add_argument("--limit", type=int, default=20, help="--status: newest N jobs")
     add("schema", service.run_schema, help="print the JSON Schemas of the task arguments")
     return parser
 
