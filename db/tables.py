@@ -333,7 +333,7 @@ class ShadowScore(Base):
     created_at: Mapped[dt.datetime] = _now()
 
 
-# Why a photo entered the review queue (README "Review queue"; db.review.enter).
+# Why a photo entered the review queue (README "Review queue"; db.reviewrules.enter).
 REVIEW_REASONS = ("uncertain", "borderline_map", "asset_changed", "sample")
 REVIEW_STATES = ("open", "labelled", "skipped")
 

@@ -67,7 +67,7 @@ class MapPolicy:
 
 @dataclass(frozen=True)
 class ReviewPolicy:
-    """Which stored photos enter the review queue (db.review.enter; README "Review queue")."""
+    """Which stored photos enter the review queue (db.reviewrules.enter; README "Review queue")."""
 
     band: float = 0.15  # crack probability within 0.5 +- band: uncertain / borderline map
     sample_rate: float = 0.01  # confident photos drawn for review

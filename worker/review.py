@@ -8,7 +8,7 @@ from collections.abc import Collection
 
 from sqlalchemy.orm import Session
 
-from db import review
+from db import reviewrules
 from worker import metrics
 from worker.jobs import ReviewPolicy
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def enter_review(
     session: Session, request_ids: Collection[str], policy: ReviewPolicy | None
 ) -> dict[str, int]:
-    """Put the photos of `request_ids` a rule picks in the review queue (db.review.enter).
+    """Put the photos of `request_ids` a rule picks in the review queue (db.reviewrules.enter).
 
     `session` holds the batch's rows, not yet committed: the entries commit with them,
     inside a savepoint, so an error here (logged, counted in crackq_review_failures_total)
@@ -29,7 +29,7 @@ def enter_review(
     t0 = time.perf_counter()
     try:
         with session.begin_nested():
-            entered = review.enter(
+            entered = reviewrules.enter(
                 session,
                 request_ids,
                 band=policy.band,

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, text
 
-from db import review, runs
+from db import review, reviewrules, runs
 from db.tables import CrackRegionRow, Label, Result, ReviewEntry
 
 T0 = dt.datetime(2026, 11, 1, 9, tzinfo=dt.timezone.utc)
@@ -59,7 +59,7 @@ def test_each_rule_picks_its_photos_once(db_session) -> None:
     s.add(Result(request_id="failed", image_ref="/photos/x.jpg", status="failed"))
     s.flush()
 
-    entered = review.enter(s, [*ids, "failed", "unknown"], **RULES)
+    entered = reviewrules.enter(s, [*ids, "failed", "unknown"], **RULES)
 
     expected = {
         "unsure": "uncertain",
@@ -70,21 +70,21 @@ def test_each_rule_picks_its_photos_once(db_session) -> None:
     }
     assert reasons(s) == expected
     assert entered == {"uncertain": 1, "borderline_map": 2, "asset_changed": 2}
-    assert review.enter(s, ids, **RULES) == {}  # a redelivered batch enters nothing twice
+    assert reviewrules.enter(s, ids, **RULES) == {}  # a redelivered batch enters nothing twice
     # band 0: no photo is uncertain or borderline
     photo(s, "coin", 0.5, (0.5,), mode="map", crack_tiles=2, crack_regions=1)
-    assert review.enter(s, ["coin"], band=0.0, sample_rate=0.0, sample_per_hour=0) == {}
+    assert reviewrules.enter(s, ["coin"], band=0.0, sample_rate=0.0, sample_per_hour=0) == {}
 
 
 def test_the_sample_cap_holds_per_hour(db_session) -> None:
     s = db_session
     ids = [photo(s, f"sure-{i}", 0.97 if i % 2 else 0.03) for i in range(10)]
     drawn = {"band": 0.15, "sample_rate": 1.0, "sample_per_hour": 4}
-    assert review.enter(s, ids[:6], **drawn) == {"sample": 4}
-    assert review.enter(s, ids[6:], **drawn) == {}  # this hour's 4 are taken
-    assert review.enter(s, ids[6:], **{**drawn, "sample_rate": 0.0}) == {}
+    assert reviewrules.enter(s, ids[:6], **drawn) == {"sample": 4}
+    assert reviewrules.enter(s, ids[6:], **drawn) == {}  # this hour's 4 are taken
+    assert reviewrules.enter(s, ids[6:], **{**drawn, "sample_rate": 0.0}) == {}
     s.execute(text("UPDATE review_queue SET entered_at = now() - interval '61 minutes'"))
-    assert review.enter(s, ids[6:], **drawn) == {"sample": 4}  # an hour later: room again
+    assert reviewrules.enter(s, ids[6:], **drawn) == {"sample": 4}  # an hour later: room again
     assert set(reasons(s).values()) == {"sample"} and len(reasons(s)) == 8
 
 
@@ -92,7 +92,7 @@ def test_an_answer_is_a_label_with_who_and_when_and_undo_reopens(db_session) -> 
     s = db_session
     for rid in ("a", "b", "c"):
         photo(s, rid, 0.45)
-    assert review.enter(s, ["a", "b", "c"], **RULES) == {"uncertain": 3}
+    assert reviewrules.enter(s, ["a", "b", "c"], **RULES) == {"uncertain": 3}
     assert [e["request_id"] for e in review.open_entries(s)] == ["a", "b", "c"]
 
     entry = review.answer(s, "a", "crack", "alice")
