@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install system-packages demo test test-fast lint format bench reliability gpu-check deploy-check worker flower migrate clean
+.PHONY: install system-packages demo test test-fast lint format bench reliability gpu-check deploy-check worker flower ui migrate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ worker: install
 
 flower: install
 	$(VENV)/bin/crackq flower
+
+ui: install  ## the inspector's console on http://127.0.0.1:8600/ (review queue, assets, models)
+	$(VENV)/bin/crackq ui
 
 migrate: install
 	$(VENV)/bin/crackq migrate

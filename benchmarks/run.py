@@ -44,6 +44,8 @@ SUITES = {
                "(with and without them, over a table of stored results)"),
     "rescore": ("benchmarks.rescore", "what re-scoring costs live traffic: live p50 latency "
                 "with and without a concurrent `crackq rescore` of N stored rows"),
+    "console": ("benchmarks.console", "the console's pages and photos at scale: server time "
+                "of each (p50, p95) over 100,000 stored results"),
     "dashboard": ("benchmarks.dashboard", "the Grafana dashboard's queries on a real Prometheus "
                   "over a load run, drawn to docs/dashboard.png"),
     "model": ("benchmarks.model_speed", "one backend's raw forward speed (the speed suite "

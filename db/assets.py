@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import case, func, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from db.tables import Result
@@ -41,7 +42,8 @@ def inspections(session: Session, asset_id: str) -> list[dict[str, Any]]:
     """One asset's inspections in the view's order, with their photos counted by outcome.
 
     `label` is crack when any classified photo is, no_crack when some are classified and
-    none is crack, None while none is classified yet.
+    none is crack, None while none is classified yet. `strongest_request_id` is the classified
+    photo with the highest crack probability (None while none is): the one to show.
     """
     seen = func.coalesce(Result.captured_at, Result.submitted_at, Result.created_at)
     lone = case((Result.inspection_id.is_(None), Result.request_id))  # a photo on its own
@@ -57,6 +59,15 @@ def inspections(session: Session, asset_id: str) -> list[dict[str, Any]]:
             func.max(Result.crack_probability).filter(ok).label("crack_probability"),
             func.max(Result.crack_area_fraction).filter(ok).label("crack_area_fraction"),
             func.min(Result.request_id).label("first_request_id"),
+            func.array_agg(  # as the view picks an inspection's latest_request_id
+                aggregate_order_by(
+                    Result.request_id,
+                    Result.crack_probability.desc().nullslast(),
+                    Result.request_id,
+                )
+            )
+            .filter(ok)[1]
+            .label("strongest_request_id"),
         )
         .where(Result.asset_id == asset_id)
         .group_by(Result.inspection_id, lone)
@@ -70,3 +81,35 @@ def inspections(session: Session, asset_id: str) -> list[dict[str, Any]]:
         )
         timeline.append(entry)
     return timeline
+
+
+def latest_photos(
+    session: Session, asset_id: str, latest: dict[str, Any], limit: int = 24
+) -> list[dict[str, Any]]:
+    """The classified photos of an asset's inspection, to look at first: mapped photos
+    by crack area, then the rest by crack probability. `latest` is the asset's view row
+    (its latest inspection, or its latest photo when that one has no inspection id)."""
+    where = (
+        Result.request_id == latest["latest_request_id"]
+        if latest["latest_inspection_id"] is None
+        else Result.inspection_id == latest["latest_inspection_id"]
+    )
+    stmt = (
+        select(
+            Result.request_id,
+            Result.label,
+            Result.crack_probability,
+            Result.crack_area_fraction,
+            Result.mode,
+            Result.image_ref,
+        )
+        .where(Result.asset_id == asset_id, where, Result.status == "succeeded")
+        .order_by(
+            (Result.mode == "map").desc(),
+            Result.crack_area_fraction.desc().nullslast(),
+            Result.crack_probability.desc().nullslast(),
+            Result.request_id,
+        )
+        .limit(limit)
+    )
+    return [dict(row._mapping) for row in session.execute(stmt)]

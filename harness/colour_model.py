@@ -12,6 +12,7 @@ into a crack logit of 4 x feature - 2 (red: p 0.95, grey: p 0.12).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,3 +58,24 @@ def colour_checkpoint(folder: Path, colour: str, version: str, image_size: int =
     return save_checkpoint(
         path, colour_model(colour), version=version, recipe={"image_size": image_size}
     )
+
+
+def register_colour_models(
+    sessions: Any,
+    folder: Path,
+    models: dict[str, str],
+    promote: str | None = None,
+    metrics: dict[str, float] | None = None,
+) -> None:
+    """Save each {version: colour} model in `folder`, register it, promote `promote`."""
+    from db import registry
+
+    with sessions() as s, s.begin():
+        for version, colour in models.items():
+            sha = colour_checkpoint(folder, colour, version)
+            registry.register(
+                s, version=version, checkpoint_uri=str(Path(folder) / f"{version}.pt"),
+                sha256=sha, architecture="resnet50", metrics=metrics or {},
+            )  # fmt: skip
+        if promote is not None:
+            registry.promote(s, promote, by="test")

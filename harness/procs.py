@@ -117,3 +117,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def console(tmp: Path, port: int, env: dict[str, str] | None = None) -> Proc:
+    """`crackq ui` on 127.0.0.1:`port`, logging to tmp/console.log; wait for CONSOLE_READY."""
+    argv = [sys.executable, "-m", "worker.cli", "ui", "--address", "127.0.0.1"]
+    return Proc([*argv, "--port", str(port)], tmp / "console.log", env)
+
+
+CONSOLE_READY = r"console on http://"
+
+
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on host:port (a server that bound)."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

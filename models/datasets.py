@@ -6,10 +6,14 @@ import csv
 import logging
 import random
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
 
 from models.formats import IMAGE_SUFFIXES
 from models.network import CLASSES
@@ -17,6 +21,7 @@ from models.network import CLASSES
 log = logging.getLogger(__name__)
 
 Sample = tuple[str, int]  # (path, label); label 1 = crack, index into CLASSES
+Groups = dict[str, str]  # resolved path -> the manifest's `group` (source photo, asset)
 FOLDER_LABELS = {"positive": 1, "crack": 1, "negative": 0, "no_crack": 0}
 MANIFEST_LABELS = {"crack": 1, "positive": 1, "1": 1, "no_crack": 0, "negative": 0, "0": 0}
 GROUP_SIZE = 200  # ozgenel: neighbouring crack patch numbers come from one photo
@@ -66,6 +71,15 @@ def from_manifest(csv_path: Path | str) -> list[Sample]:
 
     Labels: crack/no_crack, Positive/Negative or 1/0. Every listed file must exist.
     """
+    return read_manifest(csv_path)[0]
+
+
+def read_manifest(csv_path: Path | str) -> tuple[list[Sample], Groups]:
+    """from_manifest's samples, and each file's group when the CSV has a `group` column.
+
+    The group names what the photo came from (a source photo, an asset): a split keeps
+    each group on one side. A blank group cell makes the file a group of its own.
+    """
     csv_path = Path(csv_path)
     try:
         with open(csv_path, newline="") as fh:
@@ -74,7 +88,8 @@ def from_manifest(csv_path: Path | str) -> list[Sample]:
         raise DatasetError(f"manifest {csv_path} cannot be read: {exc}") from exc
     if not rows or not {"path", "label"} <= set(rows[0]):
         raise DatasetError(f"manifest {csv_path} needs a header with columns path,label and rows")
-    samples, missing = [], []
+    samples, missing, groups = [], [], {}
+    grouped = "group" in rows[0]
     for line, row in enumerate(rows, start=2):
         label = MANIFEST_LABELS.get((row["label"] or "").strip().lower())
         if label is None:
@@ -86,12 +101,14 @@ def from_manifest(csv_path: Path | str) -> list[Sample]:
         if not path.is_file():
             missing.append(str(path))
         samples.append((str(path), label))
+        if grouped:
+            groups[str(path.resolve())] = (row["group"] or "").strip() or f"file:{path}"
     if missing:
         raise DatasetError(
             f"manifest {csv_path}: {len(missing)} listed file(s) are missing or unreadable, "
             f"e.g. {missing[:3]}"
         )
-    return samples
+    return samples, groups
 
 
 def combine(*sources: Iterable[Sample]) -> list[Sample]:
@@ -157,6 +174,47 @@ def grouped_split(
     train = [s for i, s in enumerate(samples) if i not in val_idx]
     val = [s for i, s in enumerate(samples) if i in val_idx]
     return Split(train, val)
+
+
+def group_of(samples: Sequence[Sample], groups: Groups) -> list[str | None]:
+    """Each sample's manifest group, or None for a file no manifest grouped."""
+    return [groups.get(str(Path(path).resolve())) for path, _ in samples]
+
+
+def manifest_split(
+    samples: Sequence[Sample], groups: Groups, val_fraction: float, seed: int = 0
+) -> Split:
+    """Split by the manifests' groups, stratified by class, about `val_fraction` into val.
+
+    Every group lands wholly on one side; files no manifest grouped keep their
+    file-number groups (group_keys). One fold of scikit-learn's StratifiedGroupKFold
+    with about 1/val_fraction folds: the first fold that leaves each class on both
+    sides.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DatasetError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    named = group_of(samples, groups)
+    fallback = group_keys(samples)
+    keys = [("group", g) if g is not None else k for g, k in zip(named, fallback, strict=True)]
+    ids: dict[tuple, int] = {}
+    codes = np.array([ids.setdefault(k, len(ids)) for k in keys])
+    if len(ids) < 2:
+        raise DatasetError(f"{len(ids)} group(s): a grouped split needs at least two")
+    labels = np.array([label for _, label in samples])
+    k = max(2, min(round(1 / min(val_fraction, 0.5)), len(ids)))
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # too few members of a class for k folds: handled below
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        candidates = list(folds.split(np.zeros(len(labels)), labels, codes))
+    classes = set(labels.tolist())
+
+    def both_sides(fold: tuple[np.ndarray, np.ndarray]) -> bool:
+        return all(set(labels[part].tolist()) == classes for part in fold)
+
+    train_idx, val_idx = next((f for f in candidates if both_sides(f)), candidates[0])
+    if not both_sides((train_idx, val_idx)):
+        log.warning("no grouped split leaves every class on both sides; check the groups")
+    return Split([samples[i] for i in sorted(train_idx)], [samples[i] for i in sorted(val_idx)])
 
 
 def explicit_split(train: Sequence[Sample], val: Sequence[Sample]) -> Split:

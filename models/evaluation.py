@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,4 +155,40 @@ def metrics(y_true: Any, p_crack: Any, threshold: float | None = None) -> dict[s
         **rates(y, p, base),
         "chosen_threshold": chosen,
         "at_chosen": rates(y, p, chosen),
+    }
+
+
+def group_metrics(
+    groups: Sequence[str | None], y_true: Any, p_crack: Any, threshold: float, keep: int = 100
+) -> dict[str, Any] | None:
+    """Per-group figures at `threshold`: n, positives, accuracy, AUC (None with one class).
+
+    `worst` lists up to `keep` groups, lowest accuracy first (then lowest AUC); samples
+    whose group is None are left out. None when no sample has a group.
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(p_crack, dtype=np.float64)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        if g is not None:
+            members.setdefault(g, []).append(i)
+    if not members:
+        return None
+    rows: list[dict[str, Any]] = []
+    for name, idx in members.items():
+        yi, pi = y[idx], p[idx]
+        correct = int(((pi >= threshold) == (yi == 1)).sum())
+        rows.append(
+            {"group": name, "n": len(idx), "positives": int(yi.sum()),
+             "accuracy": correct / len(idx), "auc": roc_auc(yi, pi)}
+        )  # fmt: skip
+    rows.sort(key=lambda r: (r["accuracy"], 2.0 if r["auc"] is None else r["auc"], r["group"]))
+    aucs: list[float] = [r["auc"] for r in rows if r["auc"] is not None]
+    return {
+        "count": len(rows),
+        "threshold": float(threshold),
+        "worst_accuracy": rows[0]["accuracy"],
+        "mean_accuracy": float(np.mean([r["accuracy"] for r in rows])),
+        "worst_auc": min(aucs) if aucs else None,
+        "worst": rows[:keep],
     }

@@ -16,7 +16,7 @@ from torch import nn
 from models import plots
 from models.checkpoints import save_checkpoint
 from models.datasets import DatasetError, Sample, class_counts
-from models.evaluation import evaluate
+from models.evaluation import EvalResult, evaluate
 from models.imagedata import Loader, load_rgb
 from models.loop import Loaders, guarded, lr_schedule, precise_bn, run_loaders, train_one_epoch
 from models.network import initial_model
@@ -46,6 +46,8 @@ class TrainResult:
     wall_s: float
     chart_path: Path
     grid_path: Path
+    # the best epoch's validation scores (indices into the validation samples), not stored
+    val_scores: EvalResult | None = None
 
     def metadata(self) -> dict[str, Any]:
         """JSON-like summary to store with the run and inside the checkpoint."""
@@ -113,6 +115,7 @@ def fine_tune(
     finally:
         loaders.close()
     model, best = _best_model(model, run, val_samples, Path(out_dir))
+    assert run.best is not None
     return TrainResult(
         model=model,
         recipe=recipe,
@@ -129,6 +132,7 @@ def fine_tune(
         wall_s=time.perf_counter() - run.started,
         chart_path=Path(out_dir) / "training.png",
         grid_path=Path(out_dir) / "predictions.png",
+        val_scores=run.best[2],
     )
 
 

@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, Any] = COMPOSE["services"]
-CRACKQ_SERVICES = ("migrate", "inference", "training", "flower")
+CRACKQ_SERVICES = ("migrate", "inference", "training", "flower", "console")
 WORKERS = ("inference", "training")
 # Laptop-only defaults, documented in the compose file's header; anything else is a leak.
-DOCUMENTED_DEFAULTS = {"crackq-local", "crackq:crackq-local"}
+DOCUMENTED_DEFAULTS = {"crackq-local", "crackq:crackq-local", "crackq:operator:crackq-local"}
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?]([^}]*))?\}")
 
 
@@ -60,6 +60,7 @@ def test_every_service_is_defined() -> None:
         ("inference", "worker", "inference"),
         ("training", "worker", "training"),
         ("flower", "flower", None),
+        ("console", "ui", None),
     ],
 )
 def test_commands_are_real_crackq_subcommands(
@@ -165,6 +166,16 @@ def test_artifact_store_and_its_keys_come_from_the_environment() -> None:
     assert store.group(2) == Settings.model_fields["artifact_store"].default
     for name in ("CRACKQ_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[name] is None  # passed through from the shell or .env only when set
+
+
+def test_the_console_needs_accounts_and_stays_on_loopback() -> None:
+    console = _env("console")
+    users = INTERPOLATION.fullmatch(console["CRACKQ_UI_USERS"])
+    assert users is not None and users.group(1) == "CRACKQ_UI_USERS"
+    assert users.group(2).count(":") == 2  # even the laptop default is name:role:password
+    assert console["CRACKQ_UI_ADDRESS"] == "0.0.0.0"
+    assert SERVICES["console"]["ports"] == ["127.0.0.1:8600:8600"]
+    assert any(v.endswith(":/images:ro") for v in SERVICES["console"]["volumes"])
 
 
 def test_no_password_literals() -> None:

@@ -24,7 +24,7 @@ from worker.int8_job import int8_in_child
 from worker.modelcache import cache_from_settings
 from worker.runlife import Deadline, Guard, Heartbeat, RunLost, claim, to_the_end
 from worker.runprogress import Report, RunTracker
-from worker.runscores import check_shifts, score_parent, write_metrics
+from worker.runscores import by_group, check_shifts, score_parent, write_metrics
 from worker.settings import Settings
 from worker.trainingdata import DataSpec, TrainingData, patch_side, prepare, summary
 
@@ -93,6 +93,7 @@ def _fine_tuning_run(run: _Run) -> dict[str, Any]:
     run.guard.step("loading the parent")
     parent = _load_parent(run)
     result = _train(run, data, parent)
+    _group_figures(data, result)
     run.guard.step("the shift check")
     _check_shifts(run, data, result)
     run.guard.step("the INT8 step")
@@ -152,6 +153,15 @@ def _train(run: _Run, data: TrainingData, parent: _Parent | None) -> TrainResult
     )
 
 
+def _group_figures(data: TrainingData, result: TrainResult) -> None:
+    """Per-group figures of the best epoch at the serving threshold, into the run's metrics
+    as `groups` (and so the checkpoint, the model card and metrics.json); only with groups."""
+    scored, threshold = result.val_scores, result.metrics["chosen_threshold"]
+    report = None if scored is None else by_group(data.parts.val, data.groups, scored, threshold)
+    if report is not None:
+        result.metrics["groups"] = report
+
+
 def _check_shifts(run: _Run, data: TrainingData, result: TrainResult) -> None:
     """The shift check's report goes into the run's metrics (and so the checkpoint, the
     registry's model card and metrics.json)."""
@@ -201,7 +211,9 @@ def _patch(data: TrainingData) -> dict[str, Any]:
 def _score_parent(run: _Run, data: TrainingData, parent: _Parent) -> dict[str, Any]:
     """The promoted model's metrics on this run's validation set."""
     val, device = data.parts.val, run.settings.device
-    return score_parent(parent.version, parent.payload, val, data.load, run.recipe, device)
+    return score_parent(
+        parent.version, parent.payload, val, data.load, run.recipe, device, data.groups
+    )
 
 
 def _upload(run: _Run, saved: _Saved) -> _Uploaded:
@@ -238,13 +250,16 @@ def _register(
     data_summary: Json,
     baseline: Json | None,
 ) -> Json:
-    """Register the version, promote it when it beats the parent, and close the run row."""
-    better = baseline is None or _beats(result.metrics, baseline)
-    promote = run.auto_promote and better
+    """Register the version, promote it when it beats the parent (gates.ScoreGate), and
+    close the run row."""
+    gate = gates.ScoreGate.from_settings(run.settings)
+    worse = [] if baseline is None else gate.refusals(result.metrics, baseline)
+    promote = run.auto_promote and not worse
     init_note = f" ({result.init_note})" if result.init_note else ""
+    why = f" (did not beat the promoted model on the same validation set: {'; '.join(worse)})"
     note = (
         f"init {result.init}{init_note}; {'promoted' if promote else 'kept as candidate'}"
-        f"{'' if better else ' (did not beat the promoted model on the same validation set)'}"
+        f"{why if worse else ''}"
     )
     with run.sessions() as session, session.begin():
         registry.register(
@@ -283,8 +298,3 @@ def _register(
     log.info("run %s: version %s, %s", run.run_id, saved.version, note)
     outcome = {"status": "succeeded", "version": saved.version, "promoted": promote}
     return {**outcome, "metrics": result.metrics}
-
-
-def _beats(new: dict[str, Any], old: dict[str, Any]) -> bool:
-    key = ("auc", "accuracy")
-    return tuple(new.get(k) or 0 for k in key) > tuple(old.get(k) or 0 for k in key)

@@ -1,4 +1,4 @@
-"""The one thread that runs forward passes: whole photos first, map tiles in the gaps.
+"""The one thread that runs forward passes: photos first, map tiles and re-scores in the gaps.
 
 Every forward pass of a worker process goes through `Forward.predict`. Photos classified
 whole ("patch" work: someone is waiting for each) go first, in a pass of their own; tiles
@@ -8,6 +8,10 @@ While photos arrive (one in the last `busy_s`), a tile pass holds at most `busy_
 images, so a photo arriving waits for one small pass, never for a long run of tiles.
 A block of a fully convolutional map (models.dense) is a pass of its own, in the same gaps. On a
 CPU the model's images/s hardly depend on the batch size, so this costs tiles little.
+Re-scores of stored rows (worker.rescoring) come last, in passes like tiles', and while
+photos arrive they may take only `rescore_share` of the thread's time: after a re-score
+pass of d seconds the next waits d * (1 - share) / share, so most photos find no pass in
+progress (a re-score is a backlog with no one waiting on each row; a map is not).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from models.serving import Classifier
 
 log = logging.getLogger(__name__)
 
-PATCH, TILES, BLOCKS = "patch", "tiles", "blocks"
+PATCH, TILES, BLOCKS, RESCORE = "patch", "tiles", "blocks", "rescore"
 
 
 class ForwardClosed(RuntimeError):
@@ -38,6 +42,7 @@ class _Work:
     classifier: Classifier
     pixels: np.ndarray  # uint8 (n, H, W, 3)
     block: bool = False  # one block of a dense map: out is its (rows, cols) windows
+    kind: str = PATCH
     out: np.ndarray = field(init=False)
     done: int = 0  # images of `pixels` already through the model
     error: BaseException | None = None
@@ -54,13 +59,18 @@ class _Work:
 class Forward:
     """Runs every forward pass of a process on one thread, in the order described above."""
 
-    def __init__(self, max_batch: int, busy_batch: int, busy_s: float = 1.0) -> None:
+    def __init__(
+        self, max_batch: int, busy_batch: int, busy_s: float = 1.0, rescore_share: float = 1.0
+    ) -> None:
         self.max_batch = max(1, max_batch)
         self.busy_batch = max(1, min(busy_batch, self.max_batch))
         self.busy_s = busy_s
-        self._queues: dict[str, deque[_Work]] = {PATCH: deque(), TILES: deque(), BLOCKS: deque()}
+        self.rescore_share = min(max(rescore_share, 0.01), 1.0)
+        kinds = (PATCH, TILES, BLOCKS, RESCORE)
+        self._queues: dict[str, deque[_Work]] = {kind: deque() for kind in kinds}
         self._cond = threading.Condition()
         self._last_patch = -float("inf")
+        self._rescore_after = -float("inf")  # no re-score pass before this while photos arrive
         self._closed = False
         self.forwards = 0  # forward passes run, for tests and logs
         self._thread = threading.Thread(target=self._loop, name="crackq-forward", daemon=True)
@@ -70,12 +80,12 @@ class Forward:
         """Raw crack probabilities (n,) of uint8 (n, H, W, 3) `pixels`; blocks until done."""
         if len(pixels) == 0:
             return np.empty(0, dtype=np.float32)
-        return self._wait(_Work(classifier, pixels), kind)
+        return self._wait(_Work(classifier, pixels, kind=kind), kind)
 
     def predict_block(self, classifier: Classifier, pixels: np.ndarray) -> np.ndarray:
         """Raw crack probabilities (rows, cols) of one dense-map block, uint8 (1, H, W, 3),
         through `classifier.dense`; in the gaps between photos, like tiles."""
-        return self._wait(_Work(classifier, pixels, block=True), BLOCKS)
+        return self._wait(_Work(classifier, pixels, block=True, kind=BLOCKS), BLOCKS)
 
     def _wait(self, work: _Work, kind: str) -> np.ndarray:
         with self._cond:
@@ -101,44 +111,69 @@ class Forward:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and not any(self._queues.values()):
-                    self._cond.wait()
-                if self._closed:
-                    self._fail_waiting()
-                    return
-                taken = self._take()
+                while True:
+                    if self._closed:
+                        self._fail_waiting()
+                        return
+                    taken = self._take(time.monotonic())
+                    if taken:
+                        break
+                    self._cond.wait(self._rescore_wait_s(time.monotonic()))
+            started = time.monotonic()
             self._run(taken)
+            if taken[0][0].kind == RESCORE:  # a pass with photos is never a re-score pass
+                self._after_rescore(started, time.monotonic())
 
-    def _take(self) -> list[tuple[_Work, int, int]]:
-        """(work, start, stop) slices for the next forward pass, all for one model.
+    def _take(self, now: float) -> list[tuple[_Work, int, int]]:
+        """(work, start, stop) slices for the next forward pass, all for one model; [] if
+        only re-scores wait and their share of the thread's time is used up for now.
 
-        Every waiting photo goes in whole, with tiles only in the padding up to the
-        model's next batch bucket; a pass of tiles alone holds `busy_batch` images while
-        photos arrive, else `max_batch`.
+        Every waiting photo goes in whole, with tiles (then re-scores) only in the padding
+        up to the model's next batch bucket; a pass of tiles or re-scores alone holds
+        `busy_batch` images while photos arrive, else `max_batch`.
         """
         patches, tiles, blocks = self._queues[PATCH], self._queues[TILES], self._queues[BLOCKS]
+        rescores = self._queues[RESCORE]
         if not patches and blocks and not tiles:
             work = blocks.popleft()  # a block is a pass of its own: its shape is its own
             return [(work, 0, 1)]
-        model = (patches or tiles)[0].classifier
-        busy = bool(patches) or time.monotonic() - self._last_patch < self.busy_s
+        rescores_may_run = self._rescore_wait_s(now) == 0
+        if not patches and not tiles and not (rescores and rescores_may_run):
+            return []
+        model = (patches or tiles or rescores)[0].classifier
+        busy = bool(patches) or now - self._last_patch < self.busy_s
         room = self.busy_batch if busy else self.max_batch
         taken: list[tuple[_Work, int, int]] = []
         while patches and patches[0].classifier is model:
             work = patches.popleft()
             taken.append((work, 0, len(work.pixels)))
             work.done = len(work.pixels)
-        if taken:
+        if taken:  # re-scores may ride in a photo pass's padding: it costs photos nothing
             room = _padding(model, sum(len(w.pixels) for w, _, _ in taken))
-        while tiles and room > 0 and tiles[0].classifier is model:
-            work = tiles[0]
-            n = min(work.left, room)
-            taken.append((work, work.done, work.done + n))
-            work.done += n
-            room -= n
-            if work.left == 0:
-                tiles.popleft()
+        for queue in (tiles, rescores) if taken or rescores_may_run else (tiles,):
+            while queue and room > 0 and queue[0].classifier is model:
+                work = queue[0]
+                n = min(work.left, room)
+                taken.append((work, work.done, work.done + n))
+                work.done += n
+                room -= n
+                if work.left == 0:
+                    queue.popleft()
         return taken
+
+    def _rescore_wait_s(self, now: float) -> float | None:
+        """Seconds before a re-score pass may start (0: now), None if nothing waits on time."""
+        if not self._queues[RESCORE]:
+            return None
+        if now - self._last_patch >= self.busy_s:
+            return 0.0  # no photos arriving: re-scores run at full speed
+        return max(0.0, min(self._rescore_after, self._last_patch + self.busy_s) - now)
+
+    def _after_rescore(self, started: float, ended: float) -> None:
+        """Leave photos (1 - share) / share of this re-score pass's time before the next."""
+        gap = (ended - started) * (1.0 - self.rescore_share) / self.rescore_share
+        with self._cond:
+            self._rescore_after = ended + gap
 
     def _run(self, taken: list[tuple[_Work, int, int]]) -> None:
         if taken[0][0].block:

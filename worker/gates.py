@@ -1,8 +1,9 @@
-"""Promotion gates: the figures a version's shadowed traffic must reach before it is promoted."""
+"""Promotion gates: a run's score against the promoted model, and shadowed traffic's figures."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -10,6 +11,48 @@ from db import registry, shadow
 from db.tables import ModelVersion
 from worker.settings import Settings
 from worker.shadowreport import flip_rate
+
+TOLERANCE = 1e-9  # AUCs of the same photos that differ in float rounding only are equal
+
+
+@dataclass(frozen=True)
+class ScoreGate:
+    """When a finished run beats the promoted model, both scored on the run's validation
+    photos (CRACKQ_PROMOTE_AUC_MARGIN, CRACKQ_PROMOTE_MAX_GROUP_DROP)."""
+
+    auc_margin: float = 0.0
+    max_group_drop: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScoreGate:
+        return cls(settings.promote_auc_margin, settings.promote_max_group_drop)
+
+    def refusals(self, new: dict[str, Any], old: dict[str, Any]) -> list[str]:
+        """Why `new` (a run's metrics) does not beat `old` (the parent's); [] when it does.
+
+        AUC is compared, or accuracy when either AUC is undefined (one class only):
+        new >= old + auc_margin. The worst group is compared only when both carry
+        per-group figures and max_group_drop is set.
+        """
+        key = "auc" if new.get("auc") is not None and old.get("auc") is not None else "accuracy"
+        mine, theirs = new.get(key) or 0.0, old.get(key) or 0.0
+        failed = []
+        if mine + TOLERANCE < theirs + self.auc_margin:
+            failed.append(
+                f"{key} {mine:.4f} below the promoted model's {theirs:.4f} + margin "
+                f"{self.auc_margin:g} (CRACKQ_PROMOTE_AUC_MARGIN)"
+            )
+        mine_g, theirs_g = new.get("groups"), old.get("groups")
+        if self.max_group_drop is not None and mine_g and theirs_g:
+            worst, was = mine_g["worst_accuracy"], theirs_g["worst_accuracy"]
+            if worst + TOLERANCE < was - self.max_group_drop:
+                group = mine_g["worst"][0]["group"] if mine_g.get("worst") else "?"
+                failed.append(
+                    f"worst group accuracy {worst:.4f} ({group}) more than "
+                    f"{self.max_group_drop:g} below the promoted model's {was:.4f} "
+                    "(CRACKQ_PROMOTE_MAX_GROUP_DROP)"
+                )
+        return failed
 
 
 class GateRefused(ValueError):

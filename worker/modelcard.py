@@ -22,6 +22,7 @@ def model_card(row: dict[str, Any]) -> str:
     lines += _recipe(row.get("config") or {})
     lines += _data(data)
     lines += _in_domain(metrics)
+    lines += groups_lines(metrics.get("groups"))
     lines += _shifts(metrics.get("shift_check"))
     return "\n".join([*lines, "", NOT_CHECKED])
 
@@ -83,6 +84,24 @@ def _in_domain(m: dict[str, Any]) -> list[str]:
         f"in-domain (its validation photos): accuracy {_f(m.get('accuracy'))}, "
         f"F1 {_f(m.get('f1'))}, ROC AUC {auc}{at}"
     ]
+
+
+def groups_lines(report: dict[str, Any] | None, shown: int = 5) -> list[str]:
+    """The per-group figures (manifests' `group` column): a summary and the worst groups."""
+    if not report:
+        return []
+    lines = [
+        f"per group ({report['count']} groups, threshold {report.get('threshold', 0.5):.2f}): "
+        f"worst accuracy {_f(report.get('worst_accuracy'))}, mean "
+        f"{_f(report.get('mean_accuracy'))}, worst ROC AUC {_f(report.get('worst_auc'))}",
+        f"  {'group':<24} {'n':>5} {'crack':>5} {'accuracy':>8} {'AUC':>6}",
+    ]
+    for r in (report.get("worst") or [])[:shown]:
+        lines.append(
+            f"  {str(r['group'])[:24]:<24} {r['n']:>5} {r['positives']:>5} "
+            f"{r['accuracy']:>8.4f} {_f(r.get('auc')):>6}"
+        )
+    return lines
 
 
 def _shifts(check: dict[str, Any] | None) -> list[str]:

@@ -176,8 +176,8 @@ def predict_rows(
 ) -> list[dict[str, Any]]:
     """One forward pass over the decodable items; a row for every item.
 
-    `kind` is the forward thread's lane: PATCH for live photos, TILES (after them) for
-    re-scores (worker.rescoring)."""
+    `kind` is the forward thread's lane: PATCH for live photos, RESCORE (after them and
+    map tiles, capped while they arrive) for re-scores (worker.rescoring)."""
     good = [x for x in loaded if x.pixels is not None]
     p_crack: list[float] = []
     if good:

@@ -6,7 +6,8 @@ message naming the version to answer with. Workers run them as live photos are r
 re-score lane (worker.rescorelane: one thread, never a batch slot), with three
 differences that keep live traffic first: the photos are decoded on that thread (the
 decode pool stays free for live photos), their forward passes go in the
-forward thread's second lane (worker.forward: small passes while live photos arrive),
+forward thread's last lane (worker.forward: small passes, and at most
+CRACKQ_RESCORE_BUSY_SHARE of its time, while live photos arrive),
 and the write overwrites the stored score (db.scores.rescore_outcomes) with its history
 row, instead of the live upsert. Big photos come back in `to_map`, mapped as live ones.
 """
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import scores
 from models.serving import Classifier
-from worker.forward import TILES, Forward
+from worker.forward import RESCORE, Forward
 from worker.jobs import Classified, Item, PipelineConfig
 from worker.pipeline import Timings, load_all, predict_rows
 from worker.review import enter_review
@@ -50,7 +51,7 @@ def rescore(
         loaded = load_all(todo, classifier, config, None)
     to_map = [x for x in loaded if x.data is not None]
     whole = [x for x in loaded if x.data is None]
-    rows = predict_rows(whole, classifier, config.hostname, started, forward, timings, TILES)
+    rows = predict_rows(whole, classifier, config.hostname, started, forward, timings, RESCORE)
     with timings.phase("write"), sessions() as session, session.begin():
         changed = scores.rescore_outcomes(session, rows)
         enter_review(session, changed, config.review)

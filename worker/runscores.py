@@ -1,4 +1,4 @@
-"""What a run measures beside training: the parent on the same split, the shift check, metrics.json."""
+"""What a run measures beside training: the parent on its split, per-group figures, shifts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from models.checkpoints import model_from_checkpoint, serving_config
-from models.datasets import Sample
-from models.evaluation import evaluate, metrics
+from models.datasets import Groups, Sample, group_of
+from models.evaluation import EvalResult, evaluate, group_metrics, metrics
 from models.imagedata import Loader
 from models.loop import make_loader
 from models.numerics import resolve_numerics
@@ -24,15 +24,37 @@ Json = dict[str, Any]
 
 
 def score_parent(
-    version: str, payload: Json, val: list[Sample], load: Loader, recipe: Recipe, device: str
+    version: str,
+    payload: Json,
+    val: list[Sample],
+    load: Loader,
+    recipe: Recipe,
+    device: str,
+    groups: Groups | None = None,
 ) -> Json:
-    """The promoted model's metrics on this run's validation set."""
+    """The promoted model's metrics on this run's validation set; per group (at the
+    parent's serving threshold) under "groups" when the manifests name groups."""
     numerics = resolve_numerics(device, recipe.precision, recipe.channels_last)
     model = model_from_checkpoint(payload).to(numerics.device)
     preset = EvalPreset(recipe.image_size)
     loader = make_loader(val, preset, recipe.batch_size, False, recipe, False, load)
     scored = evaluate(model, loader, numerics)
-    return {"version": version, **metrics(scored.labels, scored.p_crack)}
+    out = {"version": version, **metrics(scored.labels, scored.p_crack)}
+    report = by_group(val, groups or {}, scored, serving_config(payload).threshold)
+    return out if report is None else {**out, "groups": report}
+
+
+def by_group(
+    val: list[Sample], groups: Groups, scored: EvalResult, threshold: float
+) -> Json | None:
+    """Per-group figures of scored validation photos (evaluation.group_metrics); None
+    without groups."""
+    if not groups:
+        return None
+    named = group_of(val, groups)
+    return group_metrics(
+        [named[i] for i in scored.indices], scored.labels, scored.p_crack, threshold
+    )
 
 
 def check_shifts(

@@ -247,7 +247,11 @@ def build_runtime(settings: Settings) -> Runtime:
         poller=ModelPoller(models, settings.model_poll_s, shadow),
         config=pipeline_config(settings),
         decode_pool=ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="crackq-decode"),
-        forward=Forward(settings.batch_size, settings.map_busy_batch),
+        forward=Forward(
+            settings.batch_size,
+            settings.map_busy_batch,
+            rescore_share=settings.rescore_busy_share,
+        ),
         shadow=shadow,
         rescore=RescoreModels(load, sessions),
     )

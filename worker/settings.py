@@ -208,6 +208,22 @@ class Settings(BaseSettings):
     auto_promote: bool = Field(
         True, description="Promote a finished run if it beats the promoted model."
     )
+    promote_auc_margin: float = Field(
+        0.0,
+        ge=-1,
+        le=1,
+        description="A finished run beats the promoted model when its validation AUC is at "
+        "least the promoted model's AUC on the same photos plus this margin (accuracy when "
+        "an AUC is undefined); 0 = a tie promotes, negative = tolerate a drop.",
+    )
+    promote_max_group_drop: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="With manifest groups: a finished run beats the promoted model only if "
+        "its worst group's accuracy is at most this much below the promoted model's worst "
+        "group; empty = not checked.",
+    )
 
     # --- promotion gates: figures from shadowed traffic (crackq models compare) ----------
     promote_min_shadowed: int = Field(
@@ -315,6 +331,15 @@ class Settings(BaseSettings):
         description="crackq rescore sends at most this many photos per second; 0 = as fast "
         "as CRACKQ_RESCORE_WINDOW allows.",
     )
+    rescore_busy_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Largest share of a worker's forward passes' time that re-score passes "
+        "take while live photos arrive (after a re-score pass, the next waits until live "
+        "photos could have had the rest); 1 = no cap. Without live photos re-scores run at "
+        "full speed.",
+    )
 
     # --- operations ---------------------------------------------------------------------
     worker_concurrency: int = Field(
@@ -331,6 +356,35 @@ class Settings(BaseSettings):
     )
     flower_basic_auth: SecretStr | None = Field(
         None, description="`user:password` for Flower's basic auth (passed as FLOWER_BASIC_AUTH)."
+    )
+
+    ui_address: str = Field(
+        "127.0.0.1",
+        description="Address `crackq ui` (the console) listens on; any but loopback needs "
+        "CRACKQ_UI_USERS or CRACKQ_UI_USERS_FILE.",
+    )
+    ui_port: int = Field(8600, ge=1, le=65535, description="Port of `crackq ui`.")
+    ui_users: SecretStr | None = Field(
+        None,
+        description="The console's accounts, `name:role:password` separated by commas; role "
+        "viewer (reads), reviewer (+ answers the review queue) or operator (+ promotes and "
+        "rolls back models); the password plain or a hash from `crackq ui --hash-password`. "
+        "Unset on loopback: no login, the local user is an operator.",
+    )
+    ui_users_file: Path | None = Field(
+        None,
+        description="File of console accounts, one `name:role:password` per line (a "
+        "Docker/K8s secret); read with CRACKQ_UI_USERS.",
+    )
+    ui_secret_key: SecretStr | None = Field(
+        None,
+        description="Key that signs the console's session cookies; unset: a random one per "
+        "start (everyone logs in again after a restart).",
+    )
+    ui_read_role: str = Field(
+        "crackq_reporting",
+        description="Database role the console's read-only pages switch to (SET ROLE); empty: "
+        "read as the connecting user, in read-only transactions.",
     )
 
     metrics_port: int = Field(

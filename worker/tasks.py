@@ -14,6 +14,7 @@ from worker import (
     metrics,
     opsserver,
     outage,
+    rescore,
     upkeep,
 )
 from worker.app import CLASSIFY_MANY_TASK, CLASSIFY_TASK, FINE_TUNE_TASK, app
@@ -103,7 +104,9 @@ def classify_many(self: Any, **kwargs: Any) -> dict[str, int]:
 
     The task itself takes seconds however long the list: the items are classified in
     batches beside single-photo traffic, each acknowledged on its own, so no bulk message
-    can outlive the visibility timeout. Item ids default to `<task id>:<index>`.
+    can outlive the visibility timeout. Item ids default to `<task id>:<index>`. An item
+    with a `rescore_version` re-scores its stored row: it is sent as the re-score message
+    `crackq rescore` sends (worker.rescore.send), with no queued row of its own.
     """
     try:
         args: ClassifyManyArgs = parse(ClassifyManyArgs, (), kwargs)
@@ -124,9 +127,18 @@ def classify_many(self: Any, **kwargs: Any) -> dict[str, int]:
             **asset_fields(i),
         }
         for i in items
+        if i.rescore_version is None
     ]
+    rescores: dict[str, list[dict[str, Any]]] = {}
+    for i in items:
+        if i.rescore_version is not None:
+            row = {"request_id": i.request_id, "image_ref": i.image_ref, "mode": i.mode}
+            rescores.setdefault(i.rescore_version, []).append(row)
     with outage.retried(self):
-        enqueued, _finished = enqueue_rows(self.app, get_sessions(), rows)
+        enqueued = enqueue_rows(self.app, get_sessions(), rows)[0] if rows else 0
+    for version, chunk in rescores.items():
+        rescore.send(self.app, chunk, version)
+        enqueued += len(chunk)
     return {"items": len(items), "enqueued": enqueued}
 
 

@@ -16,14 +16,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import review, runs
 from models.datasets import (
     DatasetError,
+    Groups,
     Sample,
     Split,
     class_counts,
     combine,
     explicit_split,
     from_folder,
-    from_manifest,
     grouped_split,
+    manifest_split,
+    read_manifest,
 )
 from models.network import CLASSES
 from worker.decode import decode_image
@@ -93,6 +95,8 @@ class TrainingData(NamedTuple):
     # operator labels: "labelled" (on stored photos), "used", "from_review" (of those used,
     # answers from the review queue, crackq review); empty without --labels
     labels: dict[str, int] = {}
+    # the manifests' `group` column, resolved path -> group; empty when none has one
+    groups: Groups = {}
 
 
 def prepare(
@@ -104,10 +108,12 @@ def prepare(
 ) -> TrainingData:
     """Every labelled sample the spec names, split, with the loader to read them through.
 
-    Validation is by whole file-number groups, or the explicit validation folder.
-    DatasetError when there are no images.
+    Validation is by the manifests' groups when any manifest has a `group` column (files
+    without one keep their file-number groups), else by whole file-number groups, or the
+    explicit validation folder. DatasetError when there are no images.
     """
     operator: list[list[Sample]] = []
+    groups: Groups = {}
     for folder in spec.folders:
         if not Path(folder).is_dir():
             raise DatasetError(f"training data folder {folder} does not exist or is not readable")
@@ -115,7 +121,9 @@ def prepare(
     for manifest in spec.manifests:
         if not Path(manifest).is_file():
             raise DatasetError(f"training manifest {manifest} does not exist or is not readable")
-        operator.append(from_manifest(manifest))
+        listed, named = read_manifest(manifest)
+        operator.append(listed)
+        groups.update(named)
     labelled: list[Sample] = []
     skipped: dict[str, int] = {}
     counts: dict[str, int] = {}
@@ -129,11 +137,13 @@ def prepare(
         val = from_folder(spec.val_folder)
         operator.append(val)
         parts = explicit_split(samples, val)
+    elif groups:
+        parts = manifest_split(samples, groups, val_fraction, seed)
     else:
         parts = grouped_split(samples, val_fraction, seed)
     trusted = frozenset(path for source in operator for path, _ in source)
     load = TrainingImages.from_settings(settings, trusted)
-    return TrainingData(parts, load, skipped, counts)
+    return TrainingData(parts, load, skipped, counts, groups)
 
 
 def _labelled(
@@ -198,15 +208,21 @@ def summary(
         "sources": spec.describe(),
         "train": class_counts(data.parts.train),
         "val": class_counts(data.parts.val),
-        "split": "explicit validation folder"
-        if spec.val_folder
-        else "grouped by file-number ranges",
+        "split": _split_kind(data, spec),
     }
     if data.labels:
         out["labels"] = data.labels
     if data.labels_skipped:
         out["labels_skipped"] = data.labels_skipped
     return {**out, "skipped": len(skipped), "skipped_examples": list(skipped[:20])}
+
+
+def _split_kind(data: TrainingData, spec: DataSpec) -> str:
+    if spec.val_folder:
+        return "explicit validation folder"
+    if data.groups:
+        return f"grouped by the manifests' group column ({len(set(data.groups.values()))} groups)"
+    return "grouped by file-number ranges"
 
 
 def patch_side(data: TrainingData, sample: int = 32) -> int | None:

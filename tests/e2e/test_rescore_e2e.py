@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from db import registry
 from db.tables import CrackMapRow, RescoreJob, Result, ResultScore
 from harness import images
-from harness.colour_model import COLOURS, colour_checkpoint
+from harness.colour_model import COLOURS, register_colour_models
 from harness.procs import READY, wait_until, worker
 
 pytestmark = pytest.mark.usefixtures("redis_client", "clean_tables")
@@ -40,14 +39,8 @@ def test_a_rescore_killed_midway_resumes_fills_the_history_and_live_photos_are_s
     from worker.app import app
     from worker.enqueue import submit
 
-    with sessions() as s, s.begin():
-        for version, colour in (("red-v1", "red"), ("green-v2", "green")):
-            sha = colour_checkpoint(tmp_path, colour, version)
-            registry.register(
-                s, version=version, checkpoint_uri=str(tmp_path / f"{version}.pt"),
-                sha256=sha, architecture="resnet50",
-            )  # fmt: skip
-        registry.promote(s, "red-v1", by="test")
+    models = {"red-v1": "red", "green-v2": "green"}
+    register_colour_models(sessions, tmp_path, models, promote="red-v1")
     photos = tmp_path / "photos"
     photos.mkdir()
     refs, colour_of = [], {}

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from db import registry
 from db.tables import Label, Result, ReviewEntry
-from harness.colour_model import colour_checkpoint
-from harness.procs import READY, wait_until, worker
+from harness.colour_model import register_colour_models
+from harness.procs import READY, worker
 from worker.messages import AssetFields
+from worker.waiting import wait_rows
 
 pytestmark = pytest.mark.usefixtures("redis_client", "clean_tables")
 RED, GREY, DIM = (255, 0, 0), (128, 128, 128), (215, 0, 0)
@@ -57,13 +57,7 @@ def test_rules_fill_the_queue_and_reviewers_answer_from_the_cli(tmp_path: Path, 
     from worker.app import app
     from worker.enqueue import submit
 
-    with sessions() as s, s.begin():
-        sha = colour_checkpoint(tmp_path, "red", "red-v1")
-        registry.register(
-            s, version="red-v1", checkpoint_uri=str(tmp_path / "red-v1.pt"), sha256=sha,
-            architecture="resnet50",
-        )  # fmt: skip
-        registry.promote(s, "red-v1", by="test")
+    register_colour_models(sessions, tmp_path, {"red-v1": "red"}, promote="red-v1")
     photos = tmp_path / "photos"
     photos.mkdir()
     refs = {f"red-{i}": solid(photos / f"red-{i}.png", RED) for i in range(4)}
@@ -80,21 +74,16 @@ def test_rules_fill_the_queue_and_reviewers_answer_from_the_cli(tmp_path: Path, 
     env |= {"CRACKQ_BACKEND": "torch", "CRACKQ_PRECISION": "fp32"}
     env |= {"CRACKQ_REVIEW_SAMPLE_RATE": "1", "CRACKQ_REVIEW_SAMPLE_PER_HOUR": str(CAP)}
 
-    def stored(ids: list[str]) -> bool:
-        with sessions() as s:
-            done = s.scalar(
-                select(func.count()).where(Result.request_id.in_(ids), Result.status != "queued")
-            )
-        return done == len(ids)
-
     with worker(tmp_path, "review", env=env) as w:
         w.wait_for_log(READY, 180)
         submit(app, sessions, list(refs.values()), request_ids=list(refs), batch_id="review")
         for rid, (ref, when) in visits.items():  # the second visit after the first is stored
             asset = AssetFields(asset_id="bridge", inspection_id=rid, captured_at=when)
             submit(app, sessions, [ref], request_ids=[rid], asset=asset)
-            assert wait_until(lambda rid=rid: stored([rid]), 120), w.log()[-3000:]
-        assert wait_until(lambda: stored(list(refs)), 180), w.log()[-3000:]
+            done = wait_rows(sessions, [rid], 120, progress=False)
+            assert sum(done.values()) == 1 and not done.get("queued"), w.log()[-3000:]
+        done = wait_rows(sessions, list(refs), 180, progress=False)
+        assert not done.get("queued"), w.log()[-3000:]
         log = w.log()
     assert "Traceback" not in log, log[-3000:]
 

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from db import registry, runs
 from db.tables import Result, ShadowScore
 from harness import images
-from harness.colour_model import COLOURS, colour_checkpoint
+from harness.colour_model import COLOURS, register_colour_models
 from harness.procs import READY, wait_until, worker
 from worker.shadow import sampled
 
@@ -45,14 +45,8 @@ def test_a_shadow_version_scores_live_traffic_then_gates_and_force(
     from worker.app import app
     from worker.enqueue import submit
 
-    with sessions() as s, s.begin():
-        for version, colour in (("red-v1", "red"), ("green-v2", "green")):
-            sha = colour_checkpoint(tmp_path, colour, version)
-            registry.register(
-                s, version=version, checkpoint_uri=str(tmp_path / f"{version}.pt"),
-                sha256=sha, architecture="resnet50",
-            )  # fmt: skip
-        registry.promote(s, "red-v1", by="test")
+    models = {"red-v1": "red", "green-v2": "green"}
+    register_colour_models(sessions, tmp_path, models, promote="red-v1")
     out = crackq("models", "shadow", "green-v2", "--fraction", str(FRACTION))
     assert out.returncode == 0, out.stderr
     photos = tmp_path / "photos"

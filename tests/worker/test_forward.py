@@ -1,4 +1,4 @@
-"""The forward thread: whole photos before tiles, small tile batches while photos arrive."""
+"""The forward thread: photos before tiles, small passes and capped re-scores while photos come."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from models.numerics import resolve_numerics
 from models.serving import Classifier
-from worker.forward import PATCH, TILES, Forward, ForwardClosed
+from worker.forward import PATCH, RESCORE, TILES, Forward, ForwardClosed
 
 
 class Recording(nn.Module):
@@ -22,9 +22,11 @@ class Recording(nn.Module):
         super().__init__()
         self.pause_s, self.fail_on = pause_s, fail_on
         self.sizes: list[int] = []
+        self.starts: list[float] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.sizes.append(len(x))
+        self.starts.append(time.monotonic())
         time.sleep(self.pause_s)
         if self.fail_on is not None and len(self.sizes) == self.fail_on:
             raise RuntimeError("planted failure")
@@ -129,6 +131,41 @@ def test_tiles_ride_only_in_the_padding_of_a_pass_with_photos() -> None:
     assert photos.shape == (3,) and tiles["value"].shape == (21,)
     # after the first photo: three photos padded to 4 carry one tile, then tile passes of 2
     assert module.sizes[:2] == [1, 4] and set(module.sizes[2:]) == {2}
+
+
+def test_rescores_take_only_their_share_of_the_thread_while_photos_arrive() -> None:
+    module = Recording(pause_s=0.1)
+    clf = classifier(module)
+    forward = Forward(max_batch=8, busy_batch=2, busy_s=5.0, rescore_share=0.25)
+    forward.predict(clf, pixels(1, 10), PATCH)  # photos are arriving
+    rescore_thread, rescored = in_thread(forward.predict, clf, pixels(8, 200), RESCORE)
+    while len(module.sizes) < 2:  # the first re-score pass is in the model
+        time.sleep(0.001)
+    time.sleep(0.15)  # it ended 0.1 s in; the next may start 0.4 s in (0.1 s is 25%)
+    photo = forward.predict(clf, pixels(1, 10), PATCH)
+    rescore_thread.join(10)
+    assert forward.close(5)
+    assert photo.shape == (1,) and rescored["value"].shape == (8,)
+    assert module.sizes == [1, 2, 1, 2, 2, 2]  # the photo found no re-score pass running
+    starts = [t for t, n in zip(module.starts, module.sizes, strict=True) if n == 2]
+    gaps = np.diff(starts)
+    assert (gaps >= 0.37).all(), gaps  # pass + 3x its time for photos; unthrottled: 0.1 s
+
+
+def test_rescores_run_at_full_speed_without_photos_and_tiles_are_not_capped() -> None:
+    module = Recording(pause_s=0.05)
+    clf = classifier(module)
+    forward = Forward(max_batch=4, busy_batch=2, busy_s=0.2, rescore_share=0.1)
+    t0 = time.monotonic()
+    assert forward.predict(clf, pixels(8, 200), RESCORE).shape == (8,)
+    alone_s = time.monotonic() - t0
+    forward.predict(clf, pixels(1, 10), PATCH)  # photos are arriving for the next 0.2 s
+    t0 = time.monotonic()
+    assert forward.predict(clf, pixels(6, 200), TILES).shape == (6,)
+    tiles_s = time.monotonic() - t0
+    assert forward.close(5)
+    assert module.sizes == [4, 4, 1, 2, 2, 2]
+    assert alone_s < 0.3 and tiles_s < 0.3, (alone_s, tiles_s)  # capped: >= 1 s each
 
 
 class Blocks:

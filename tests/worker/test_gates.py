@@ -114,20 +114,14 @@ def test_a_fine_tuning_run_does_not_promote_itself_past_the_gates(
 ) -> None:
     import dataclasses
 
-    from harness.colour_model import colour_checkpoint
+    from harness.colour_model import register_colour_models
     from tests.worker.finetuning import RECIPE, run
     from worker.settings import Settings
     from worker.trainingdata import DataSpec
 
     # The promoted model calls only red photos cracks: on grey synthetic photos it says
     # no_crack to all (AUC 0.5), which a run of a few epochs beats.
-    sha = colour_checkpoint(tmp_path, "red", "red-v0")
-    with sessions() as s, s.begin():
-        registry.register(
-            s, version="red-v0", checkpoint_uri=str(tmp_path / "red-v0.pt"), sha256=sha,
-            architecture="resnet50",
-        )  # fmt: skip
-        registry.promote(s, "red-v0")
+    register_colour_models(sessions, tmp_path, {"red-v0": "red"}, promote="red-v0")
     settings = Settings(data_dir=tmp_path / "state", int8="off", promote_min_shadowed=10)
     recipe = dataclasses.replace(RECIPE, epochs=3)
     outcome, row, _ = run(

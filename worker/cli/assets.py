@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-from collections.abc import Sequence
-from typing import Any
 
 from db import assets as assets_db
-from worker.cli.output import sessions, to_json
+from worker.cli.output import cell, dict_table, sessions, to_json
 
 LIST_COLUMNS = (
     "asset_id",
@@ -43,7 +40,7 @@ def run_assets(args: argparse.Namespace) -> int:
         rows = assets_db.list_assets(
             session, new_crack=args.new_crack, label=args.label, limit=args.limit or None
         )
-    print(to_json(rows, indent=2) if args.format == "json" else table(rows, LIST_COLUMNS))
+    print(to_json(rows, indent=2) if args.format == "json" else dict_table(rows, LIST_COLUMNS))
     return 0
 
 
@@ -65,27 +62,7 @@ def _show(args: argparse.Namespace) -> int:
         f"asset {asset['asset_id']}: {asset['inspections']} inspection(s) of {asset['photos']} "
         f"photo(s) ({asset['queued_photos']} queued, {asset['failed_photos']} failed); "
         f"latest {asset['latest_label'] or '-'}, trend {asset['trend'] or '-'}; "
-        + (f"crack first seen {_cell(crack)}" if crack else "no crack seen")
+        + (f"crack first seen {cell(crack)}" if crack else "no crack seen")
     )
-    print(table(timeline, SHOW_COLUMNS))
+    print(dict_table(timeline, SHOW_COLUMNS))
     return 0
-
-
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """An aligned text table of `columns` of `rows`."""
-    cells = [list(columns)] + [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in cells
-    )
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-    return str(value)

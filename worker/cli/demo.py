@@ -80,6 +80,7 @@ def _train_then_classify(stack: LocalWorkers, photos: DemoPhotos, epochs: int, w
     _inspect_an_asset(stack, photos, found)
     _map_a_mosaic(stack, photos, work)
     _review_queue(stack)
+    _console_hint(photos, work)
     return 0
 
 
@@ -123,7 +124,8 @@ def _inspect_an_asset(stack: LocalWorkers, photos: DemoPhotos, found: Sequence[R
 
 
 def _map_a_mosaic(stack: LocalWorkers, photos: DemoPhotos, work: Path) -> None:
-    """A big photo made of held-out patches, mapped tile by tile through the queue."""
+    """A big photo made of held-out patches, mapped tile by tile through the queue: a
+    full-size photo of demo-wall at its second inspection (its crack area on the asset page)."""
     import random
 
     from models.mosaics import build_mosaic, save_mosaic
@@ -140,8 +142,17 @@ def _map_a_mosaic(stack: LocalWorkers, photos: DemoPhotos, work: Path) -> None:
     mosaic = build_mosaic(crack, clean, 4, 6, random.Random(0), crack_cells=5, patch=side)
     path = save_mosaic(mosaic, work / "mosaic.jpg")
     w, h = mosaic.image.size
-    say(f"mapping a {w}x{h} photo of 24 held-out patches, 5 of them cracked ({path})")
-    sub = submit(app, sessions, [str(path)], batch_id="demo-map", mode="map")
+    say(
+        f"mapping a {w}x{h} photo of 24 held-out patches, 5 of them cracked ({path}), "
+        "taken at demo-wall's second inspection"
+    )
+    asset = AssetFields(
+        asset_id="demo-wall",
+        inspection_id="demo-wall-2",
+        captured_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
+        metadata={"source": "crackq demo", "visit": 2, "camera": "full-size"},
+    )
+    sub = submit(app, sessions, [str(path)], batch_id="demo-map", mode="map", asset=asset)
     wait_rows(sessions, sub.request_ids, timeout=600)
     with sessions() as session:
         [row] = results_db.query_results(session, request_ids=sub.request_ids, limit=None)
@@ -170,6 +181,13 @@ def _review_queue(stack: LocalWorkers) -> None:
         rid = first[0]["request_id"]
         print(f"  crackq review answer {rid} crack|no_crack|skip --by NAME")
     print("  crackq finetune --data DIR --labels   (trains on the answers)")
+
+
+def _console_hint(photos: DemoPhotos, work: Path) -> None:
+    """How to look at what the demo left: the console, reading the demo's photos."""
+    roots = f"{Path(photos.held_out[0][0]).parent.parent},{work}"
+    print("\nsee it in a browser (review queue, the demo-wall asset, the model and its charts):")
+    print(f"  CRACKQ_ALLOWED_ROOTS={roots} crackq ui    # then open http://127.0.0.1:8600/")
 
 
 def report(c: Confusion, elapsed: float, batch_id: str, artifacts: str | None) -> None:

@@ -24,6 +24,7 @@ from worker.cli import (
     review,
     service,
     shadow,
+    ui,
 )
 from worker.settings import get_settings
 
@@ -177,6 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow Flower's HTTP API without auth (local testing only)",
     )
 
+    p = add(
+        "ui",
+        ui.run_ui,
+        help="the inspector's console in a browser: review queue, assets, models",
+        description="Serve the console (review queue with one-key answers, asset timelines "
+        "with crack-map overlays, model versions with promote and rollback) on "
+        "CRACKQ_UI_ADDRESS:CRACKQ_UI_PORT (127.0.0.1:8600). Without CRACKQ_UI_USERS it needs "
+        "no login and serves loopback only. Photos are read like a worker reads them: only "
+        "below CRACKQ_ALLOWED_ROOTS, URLs through the same guard.",
+    )
+    p.add_argument("--address", help="listen here instead of CRACKQ_UI_ADDRESS")
+    p.add_argument("--port", type=int, help="listen here instead of CRACKQ_UI_PORT")
+    p.add_argument(
+        "--hash-password",
+        action="store_true",
+        help="read a password (prompted, or one line of stdin) and print its hash for "
+        "CRACKQ_UI_USERS, then exit",
+    )
+
     p = add("migrate", service.run_migrate, help="apply database migrations (alembic upgrade)")
     p.add_argument("--revision", default="head")
     p.add_argument("--downgrade", metavar="REV", help="downgrade to REV instead")
@@ -214,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with Positive/Negative (or crack/no_crack) sub-folders; repeatable",
     )
     p.add_argument(
-        "--manifest", action="append", default=[], help="CSV with path,label; repeatable"
+        "--manifest",
+        action="append",
+        default=[],
+        help="CSV with path,label[,group] (group: the source photo or asset, kept on one side "
+        "of the split); repeatable",
     )
     p.add_argument(
         "--labels", action="store_true", help="also train on operators' labels (crackq label)"

@@ -41,7 +41,8 @@ def run_models(args: argparse.Namespace) -> int:
                 m = v.metrics or {}
                 print(
                     f"{v.version:<28} {v.status:<9} acc={_f(m.get('accuracy'))} auc={_f(m.get('auc'))} "
-                    f"f1={_f(m.get('f1'))} int8={_int8(m)}  parent={v.parent_version or '-'}"
+                    f"f1={_f(m.get('f1'))} int8={_int8(m)}{_worst_group(m)}"
+                    f"  parent={v.parent_version or '-'}"
                     f"{'  LOAD FAILED' if v.load_error else ''}"
                 )
             return 0
@@ -93,6 +94,13 @@ def _int8(metrics: dict[str, Any]) -> str:
     if not metrics.get("int8"):
         return "-"
     return "yes" if metrics["int8"].get("passed") else "no"
+
+
+def _worst_group(metrics: dict[str, Any]) -> str:
+    """` worst_group=NAME:ACC`: the lowest per-group accuracy, when the run had groups."""
+    report = metrics.get("groups") or {}
+    worst = report.get("worst") or []
+    return f" worst_group={str(worst[0]['group'])[:24]}:{_f(worst[0]['accuracy'])}" if worst else ""
 
 
 def _f(x: Any) -> str:

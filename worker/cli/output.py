@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import Sequence
@@ -51,7 +52,7 @@ def render(rows: Sequence[Result], fmt: str) -> str:
             for r in rows
         )  # metadata (jsonb) as JSON text
         return buf.getvalue().rstrip("\n")
-    table = [COLUMNS] + [tuple(_cell(getattr(r, c)) for c in COLUMNS) for r in rows]
+    table = [COLUMNS] + [tuple(cell(getattr(r, c)) for c in COLUMNS) for r in rows]
     widths = [min(60, max(len(row[i]) for row in table)) for i in range(len(COLUMNS))]
     return "\n".join(
         "  ".join(_fit(cell, w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -68,9 +69,22 @@ def _fit(cell: str, width: int) -> str:
     return (cell if len(cell) <= width else "…" + cell[-(width - 1) :]).ljust(width)
 
 
-def _cell(value: Any) -> str:
+def dict_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], digits: int = 4) -> str:
+    """An aligned text table of `columns` of `rows` (dicts), each cell as `cell` writes it."""
+    cells = [list(columns)] + [[cell(row.get(c), digits) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(text.ljust(w) for text, w in zip(line, widths, strict=True)).rstrip()
+        for line in cells
+    )
+
+
+def cell(value: Any, digits: int = 4) -> str:
+    """A value for a text table: - for none, floats to `digits`, times in UTC."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.{digits}f}"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
     return str(value)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
-from typing import Any
 
 from db import review
-from worker.cli.output import sessions, to_json
+from worker.cli.output import dict_table, sessions, to_json
 
 COLUMNS = ("request_id", "reason", "label", "confidence", "entered_at", "asset_id", "image_ref")
 
@@ -32,7 +30,7 @@ def run_review(args: argparse.Namespace) -> int:
     by_reason = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
     print(f"review queue: {total} open" + (f" ({by_reason})" if by_reason else ""))
     if rows:
-        print(table(rows))
+        print(dict_table(rows, COLUMNS, digits=3))
         print("answer: crackq review answer REQUEST_ID crack|no_crack|skip [--by NAME]")
     return 0
 
@@ -56,23 +54,3 @@ def _undo(args: argparse.Namespace) -> int:
         review.undo(session, args.request_id)
     print(f"{args.request_id}: open again (the label its answer wrote is removed)")
     return 0
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    """An aligned text table of the open entries; the reference last, whole."""
-    cells = [list(COLUMNS)] + [[_cell(row.get(c)) for c in COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in cells
-    )
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-    return str(value)
