@@ -114,6 +114,11 @@ def test_pages_need_a_login_and_roles_decide_what_a_user_may_do(site: str, sessi
     wrong = web.post(f"{site}/login", data={"csrf": token(page), "name": "rita",
                                             "password": "nope"}, timeout=10)  # fmt: skip
     assert wrong.status_code == 401 and "Wrong name or password" in wrong.text
+    for elsewhere in ("//evil.example/x", "/\\evil.example", "https://evil.example"):
+        away = web.post(f"{site}/login", allow_redirects=False, timeout=10, data={
+            "csrf": token(page), "name": "vic", "password": "look", "next": elsewhere})  # fmt: skip
+        assert (away.status_code, away.headers["location"]) == (303, "/review"), elsewhere
+        page = web.get(f"{site}/login", timeout=10).text  # signing in made a new session
 
     viewer = login(site, "vic", "look")
     page = viewer.get(f"{site}/review", timeout=10).text

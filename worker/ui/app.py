@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -99,7 +100,7 @@ def _add_login(app: FastAPI) -> None:
     def to_login(request: Request, exc: LoginNeeded) -> Response:
         if request.method != "GET":
             return Response("sign in first", status_code=401, media_type="text/plain")
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
     @app.exception_handler(HTTPException)
     def error_page(request: Request, exc: HTTPException) -> Response:
@@ -112,7 +113,8 @@ def _add_login(app: FastAPI) -> None:
 
 def _local(target: str) -> str:
     """Only a path on this site: a login link cannot send people elsewhere."""
-    return target if target.startswith("/") and not target.startswith("//") else "/review"
+    elsewhere = target.startswith(("//", "/\\")) or any(c in target for c in "\r\n")
+    return target if target.startswith("/") and not elsewhere else "/review"
 
 
 def _client(request: Request) -> str:
