@@ -9,6 +9,7 @@ import ipaddress
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 ROLES = ("viewer", "reviewer", "operator")  # each may do what the ones before it may
@@ -74,7 +75,7 @@ def hash_password(password: str, iterations: int = ITERATIONS) -> str:
 
 def verify(account: Account | None, password: str) -> bool:
     """Whether `password` is the account's; as slow for unknown names as for known ones."""
-    stored = account.password if account is not None else hash_password("", ITERATIONS)
+    stored = account.password if account is not None else _decoy()
     if stored.startswith(HASH_SCHEME + "$"):
         _, iterations, salt, digest = stored.split("$")
         tried = hashlib.pbkdf2_hmac("sha256", password.encode(), _unb64(salt), int(iterations))
@@ -82,6 +83,12 @@ def verify(account: Account | None, password: str) -> bool:
     else:
         ok = hmac.compare_digest(stored.encode(), password.encode())
     return ok and account is not None
+
+
+@cache
+def _decoy() -> str:
+    """A hash no password matches, made once: an unknown name costs one PBKDF2, as a known one."""
+    return hash_password(secrets.token_urlsafe(32))
 
 
 def may(role: str, needed: str) -> bool:
