@@ -35,6 +35,13 @@ def parse_args(argv: list[str], prog: str, epilog: str | None) -> argparse.Names
     parser.add_argument("--n", type=int, default=2000, help="photos for e2e (default 2000)")
     parser.add_argument("--naive-n", type=int, default=400, help="photos for naive (default 400)")
     parser.add_argument("--trickle-s", type=float, default=40.0, help="trickle duration (s)")
+    parser.add_argument(
+        "--trickle-rate",
+        type=float,
+        default=0.0,
+        help="trickle messages per second (default 0: half the e2e images/s); "
+        "fix it to compare two variants at the same load",
+    )
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(NAMES)}")
     parser.add_argument(
         "--with-rss", action="store_true", help=f"rss up to {FULL_RSS_IMAGES:,} images (~10 min)"
@@ -198,6 +205,7 @@ def measure(args: argparse.Namespace, tmp: Path, results: Results) -> None:
                 args.trickle_s,
                 int8,
                 args.profile,
+                args.trickle_rate,
             )
         if "inprocess" in args.want:
             allocator, _, _, backend = _served()

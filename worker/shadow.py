@@ -1,7 +1,7 @@
 """The shadow version a worker also scores live photos with, picked up like a promotion.
 
 `crackq models shadow V --fraction F` writes one row (db.shadow); every inference worker
-polls it on the model poller's thread (worker.runtime.ModelPoller), loads V beside the
+polls it on the model poller's thread (worker.processmodels.ModelPoller), loads V beside the
 promoted model and from then on scores the photos whose request id samples in
 (`sampled`: a hash, so a rerun shadows the same photos). Nothing here may fail or hold up
 live rows: a version that will not load is logged, counted and not tried again until

@@ -18,12 +18,14 @@ import pytest
 import torch
 
 from models.datasets import Sample
+from models.imagedata import load_rgb
 from models.numerics import resolve_numerics
 from models.quantize import MAX_MEAN_ABS_DP, MIN_AGREEMENT, compare, p_crack, pixels_of
 from models.recipe import Recipe
 from models.serving import Classifier
 from models.training import fine_tune
 from tests.conftest import real_data_or_skip
+from tests.models.test_transforms import pil_preset
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -177,3 +179,17 @@ def test_int8_graph_is_checked_saved_and_served_from_the_checkpoint(
         assert plain.serving == "cpu-openvino-bf16"
     finally:
         plain.close()
+
+
+def test_torch_resize_matches_pil_preprocessing_on_1000_held_out_photos(
+    reference: Reference,
+) -> None:
+    """Issue 19's JPEG path: EvalPreset's torch resize against the PIL resize it replaced."""
+    fp32 = Classifier(copy.deepcopy(reference.model), resolve_numerics("cpu", "fp32", False),
+                      "fp32", SIZE)  # fmt: skip
+    pil_pixels = [pil_preset(load_rgb(path, SIZE), SIZE) for path, _ in reference.held_out]
+    parity = compare(reference.p32, p_crack(fp32, pil_pixels))
+    print(f"\ntorch resize vs PIL resize: {parity}")
+    assert parity.photos == 1000
+    assert parity.agreement >= MIN_AGREEMENT
+    assert parity.mean_abs_dp <= MAX_MEAN_ABS_DP

@@ -12,11 +12,10 @@ from sqlalchemy import select
 from db.maps import read_map
 from db.tables import Result
 from worker.cli.output import sessions, to_json
-from worker.decode import decode_image
 from worker.errors import ImageError
-from worker.overlay import canvas_size, render_overlay
+from worker.overlay import read_overlay
 from worker.settings import get_settings
-from worker.sources import SourceLimits, read_bytes
+from worker.sources import SourceLimits
 
 GRID_MAX = (60, 100)  # rows, cols: larger maps get no ASCII grid in the text format
 REGIONS_SHOWN = 20
@@ -108,16 +107,13 @@ def write_overlay(stored: dict[str, Any], path: Path, max_side: int) -> int:
     """Read the photo as a worker does (same limits), draw the map over it, save a PNG."""
     settings = get_settings()
     ref = stored["image_ref"]
-    # Decode no more pixels than the canvas needs: a JPEG decodes at a reduced DCT scale
-    # as long as both sides stay >= target, here the canvas's short side.
-    target = min(canvas_size(stored["width"], stored["height"], max_side))
+    limits = SourceLimits.from_settings(settings)
+    formats = tuple(settings.image_formats)
     try:
-        data = read_bytes(ref, SourceLimits.from_settings(settings))
-        image = decode_image(data, settings.max_image_pixels, target=target,
-                             formats=tuple(settings.image_formats))  # fmt: skip
+        image = read_overlay(ref, stored, max_side, limits, settings.max_image_pixels, formats)
     except ImageError as exc:
         print(f"crackq map: cannot read the photo {ref}: {exc}", file=sys.stderr)
         return 1
-    render_overlay(image, stored, max_side).save(path, "PNG")
+    image.save(path, "PNG")
     print(f"overlay written to {path}", file=sys.stderr)
     return 0

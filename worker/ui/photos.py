@@ -8,10 +8,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from worker.decode import decode_image
-from worker.overlay import canvas_size, render_overlay
+from worker.overlay import read_overlay
 from worker.settings import Settings
-from worker.sources import SourceLimits, read_bytes
+from worker.sources import SourceLimits
 
 CACHED = 128  # encoded photos kept; a review page shows one and prefetches the next few
 
@@ -56,17 +55,8 @@ class PhotoReader:
 
     def _render(self, ref: str, stored_map: dict[str, Any] | None, max_side: int) -> Shown:
         try:
-            data = read_bytes(ref, self._limits)
-            # a JPEG decodes at a reduced DCT scale, as long as both sides stay >= target
-            image = decode_image(data, self._max_pixels, target=max_side,
-                                 formats=self._formats)  # fmt: skip
-            if stored_map is not None:
-                image = render_overlay(image, stored_map, max_side)
-            else:
-                size = canvas_size(image.width, image.height, max_side)
-                image = image.convert("RGB")
-                if image.size != size:
-                    image = image.resize(size)
+            image = read_overlay(ref, stored_map, max_side, self._limits, self._max_pixels,
+                                 self._formats)  # fmt: skip
         except Exception as exc:  # any reader or decoder failure is shown, never raised
             return Shown(None, f"{type(exc).__name__}: {exc}")
         out = io.BytesIO()

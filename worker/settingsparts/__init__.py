@@ -1,0 +1,1 @@
+"""Field groups that worker.settings.Settings combines; import Settings from there."""
