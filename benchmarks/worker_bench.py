@@ -21,8 +21,8 @@ from benchmarks.stats import (
     rss_mb,
     utcnow,
 )
-from harness.procs import READY, worker
-from harness.rows import wait_rows
+from harness.procs import READY, Proc, worker
+from harness.rows import Wait, wait_rows
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +60,38 @@ def run(
         env["CRACKQ_MODEL_CHECKPOINT"] = str(checkpoint)
     with worker(tmp, "bench", env=env) as w:
         assert w.proc is not None
-        w.wait_for_log(READY, 300)
-        t_ready = time.monotonic()
-        sampler = Sampler(w.proc.pid, profile_path(), rate=profile) if profile else None
-        if sampler is not None:
-            sampler.start()
-        meter = CpuMeter(w.proc.pid)
-        waited = wait_rows(engine, "bench-e2e", n, timeout_s=120 + n / 2)
-        seconds = time.monotonic() - t_ready
-        cpu = meter.ms_per_image(waited.done)
-        if sampler is not None:
-            sampler.stop()
+        lines, waited = measure_e2e(w, engine, n, profile)
+        out += lines
         seen = waited.done
-        e2e = {
+        readings = [{"images": seen, **rss_mb(w.proc.pid)}]
+        if "trickle" in want and not waited.timed_out:
+            rate = trickle_rate or lines[0]["images_per_s"] / 2
+            result = trickle(engine, photos, seen, rate, trickle_s)
+            out.append(result)
+            seen += result["images"]
+            readings.append({"images": seen, **rss_mb(w.proc.pid)})
+        if "rss" in want:
+            out.append(rss(engine, photos, w.proc.pid, seen, rss_target, readings))
+    return out
+
+
+def measure_e2e(w: Proc, engine: Engine, n: int, profile: int) -> tuple[list[dict[str, Any]], Wait]:
+    """The queued `n` photos through the started worker `w`: the e2e line (and a `phases`
+    line when `profile` samples per second are asked for), and the wait for their rows."""
+    assert w.proc is not None
+    w.wait_for_log(READY, 300)
+    t_ready = time.monotonic()
+    sampler = Sampler(w.proc.pid, profile_path(), rate=profile) if profile else None
+    if sampler is not None:
+        sampler.start()
+    meter = CpuMeter(w.proc.pid)
+    waited = wait_rows(engine, "bench-e2e", n, timeout_s=120 + n / 2)
+    seconds = time.monotonic() - t_ready
+    cpu = meter.ms_per_image(waited.done)
+    if sampler is not None:
+        sampler.stop()
+    lines: list[dict[str, Any]] = [
+        {
             "bench": "e2e",
             "images": n,
             "seconds": round(seconds, 2),
@@ -83,20 +102,11 @@ def run(
             "timed_out": waited.timed_out,
             **rss_mb(w.proc.pid),
         }
-        out.append(e2e)
-        if sampler is not None:
-            phases = split(sampler.out, waited.done, rate=profile, cpu_ms=cpu["worker"])
-            out.append({"bench": "phases", **phases, "raw": str(sampler.out)})
-        readings = [{"images": seen, **rss_mb(w.proc.pid)}]
-        if "trickle" in want and not waited.timed_out:
-            rate = trickle_rate or e2e["images_per_s"] / 2
-            result = trickle(engine, photos, seen, rate, trickle_s)
-            out.append(result)
-            seen += result["images"]
-            readings.append({"images": seen, **rss_mb(w.proc.pid)})
-        if "rss" in want:
-            out.append(rss(engine, photos, w.proc.pid, seen, rss_target, readings))
-    return out
+    ]
+    if sampler is not None:
+        phases = split(sampler.out, waited.done, rate=profile, cpu_ms=cpu["worker"])
+        lines.append({"bench": "phases", **phases, "raw": str(sampler.out)})
+    return lines, waited
 
 
 def profile_path() -> Path:
